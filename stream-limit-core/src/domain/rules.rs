@@ -1,0 +1,190 @@
+//! The rule itself, as plain functions over one viewer's leases.
+//!
+//! Stores that keep state in process (the in-memory store) call these under a
+//! per-viewer lock; the Postgres store implements the same semantics in SQL,
+//! and the shared contract suite checks that both agree.
+
+use std::collections::VecDeque;
+
+use super::ids::StreamId;
+use super::lease::{EndReason, Lease, StreamRecord, Timestamp};
+use super::outcome::{
+    count, Admission, EndOldestOutcome, EndOutcome, HeartbeatOutcome, Refusal, StartOutcome,
+};
+use super::policy::{MaxStreams, OnLimit};
+use super::request::StartRequest;
+
+/// How many ended streams one viewer's book remembers, whatever the retention:
+/// enough to answer `410 Gone` for recent streams without letting one noisy
+/// viewer grow memory without bound.
+pub const HISTORY_PER_VIEWER: usize = 32;
+
+/// One viewer's leases, limit override and recent history.
+#[derive(Debug, Default, Clone)]
+pub struct ViewerBook {
+    /// Per-viewer override of the default limit.
+    pub limit: Option<MaxStreams>,
+    /// In start order (oldest first). May hold expired leases until the next
+    /// operation or sweep moves them to history; they never count.
+    leases: Vec<Lease>,
+    history: VecDeque<StreamRecord>,
+}
+
+impl ViewerBook {
+    /// Decides a start at `now`.
+    pub fn start(&mut self, request: &StartRequest, now: Timestamp) -> StartOutcome {
+        self.expire(now);
+        if let Some(lease) = self.leases.iter().find(|l| l.stream_id == request.stream_id) {
+            return StartOutcome::Admitted(Admission {
+                lease: lease.clone(),
+                active_count: count(&self.leases),
+                evicted: Vec::new(),
+                replayed: true,
+                degraded: false,
+            });
+        }
+        if let Some(reason) = self.past_reason(request.stream_id) {
+            return StartOutcome::Gone(reason);
+        }
+        let limit = self.limit.unwrap_or(request.default_limit);
+        let mut evicted = Vec::new();
+        if count(&self.leases) >= limit.get() {
+            match request.on_limit {
+                OnLimit::Reject => {
+                    return StartOutcome::Refused(Refusal {
+                        limit,
+                        active: self.leases.clone(),
+                    })
+                }
+                OnLimit::EvictOldest => {
+                    // A lowered limit can leave more than `limit` leases: evict down to `limit - 1`.
+                    let excess = self.leases.len() + 1 - limit.get() as usize;
+                    for lease in self.leases.drain(..excess).collect::<Vec<_>>() {
+                        evicted.push(lease.stream_id);
+                        self.remember(lease.into_record(now, EndReason::Evicted));
+                    }
+                }
+            }
+        }
+        let lease = Lease {
+            stream_id: request.stream_id,
+            started_at: now,
+            expires_at: now + request.ttl,
+            ttl: request.ttl,
+            device_id: request.device_id.clone(),
+            content_id: request.content_id.clone(),
+        };
+        // Grow one slot at a time: most viewers hold one or two streams, and
+        // `Vec`'s default growth would reserve four.
+        self.leases.reserve_exact(1);
+        self.leases.push(lease.clone());
+        StartOutcome::Admitted(Admission {
+            lease,
+            active_count: count(&self.leases),
+            evicted,
+            replayed: false,
+            degraded: false,
+        })
+    }
+
+    /// Extends a live lease by its TTL from `now`.
+    pub fn heartbeat(&mut self, stream_id: StreamId, now: Timestamp) -> HeartbeatOutcome {
+        self.expire(now);
+        if let Some(lease) = self.leases.iter_mut().find(|l| l.stream_id == stream_id) {
+            lease.expires_at = now + lease.ttl;
+            return HeartbeatOutcome::Extended(lease.clone());
+        }
+        match self.past_reason(stream_id) {
+            Some(reason) => HeartbeatOutcome::Gone(reason),
+            None => HeartbeatOutcome::NotFound,
+        }
+    }
+
+    /// Ends (or, with [`EndReason::Revoked`], revokes) one stream. Idempotent.
+    pub fn end(&mut self, stream_id: StreamId, reason: EndReason, now: Timestamp) -> EndOutcome {
+        self.expire(now);
+        if let Some(at) = self.leases.iter().position(|l| l.stream_id == stream_id) {
+            let lease = self.leases.remove(at);
+            self.remember(lease.clone().into_record(now, reason));
+            return EndOutcome::Ended {
+                lease,
+                active_count: count(&self.leases),
+            };
+        }
+        match self.past_reason(stream_id) {
+            Some(reason) => EndOutcome::AlreadyEnded(reason),
+            None => EndOutcome::NotFound,
+        }
+    }
+
+    /// Ends the least recently started active stream.
+    pub fn end_oldest(&mut self, now: Timestamp) -> EndOldestOutcome {
+        self.expire(now);
+        if self.leases.is_empty() {
+            return EndOldestOutcome::NoActiveStreams;
+        }
+        let lease = self.leases.remove(0);
+        self.remember(lease.clone().into_record(now, EndReason::Ended));
+        EndOldestOutcome::Ended {
+            lease,
+            active_count: count(&self.leases),
+        }
+    }
+
+    /// The leases active at `now`, oldest first.
+    pub fn active(&self, now: Timestamp) -> Vec<Lease> {
+        self.leases.iter().filter(|l| l.is_active_at(now)).cloned().collect()
+    }
+
+    /// Recent history, newest first, at most `max` entries.
+    pub fn history(&self, max: usize) -> Vec<StreamRecord> {
+        self.history.iter().rev().take(max).cloned().collect()
+    }
+
+    /// Moves every lease that is no longer active at `now` into history.
+    /// Returns how many moved.
+    pub fn expire(&mut self, now: Timestamp) -> u64 {
+        if self.leases.iter().all(|l| l.is_active_at(now)) {
+            return 0;
+        }
+        let (live, expired): (Vec<_>, Vec<_>) =
+            self.leases.drain(..).partition(|l| l.is_active_at(now));
+        self.leases = live;
+        let moved = expired.len() as u64;
+        for lease in expired {
+            let at = lease.expires_at;
+            self.remember(lease.into_record(at, EndReason::Expired));
+        }
+        moved
+    }
+
+    /// Forgets history that ended before `cutoff`. Returns how many entries went.
+    pub fn purge_history(&mut self, cutoff: Timestamp) -> u64 {
+        let before = self.history.len();
+        self.history.retain(|r| r.ended_at >= cutoff);
+        (before - self.history.len()) as u64
+    }
+
+    /// Nothing left worth remembering: no leases, no history, no override.
+    pub fn is_idle(&self) -> bool {
+        self.leases.is_empty() && self.history.is_empty() && self.limit.is_none()
+    }
+
+    fn past_reason(&self, stream_id: StreamId) -> Option<EndReason> {
+        self.history
+            .iter()
+            .rev()
+            .find(|r| r.stream_id == stream_id)
+            .map(|r| r.reason)
+    }
+
+    fn remember(&mut self, record: StreamRecord) {
+        if self.history.len() >= HISTORY_PER_VIEWER {
+            self.history.pop_front();
+        }
+        self.history.push_back(record);
+    }
+}
+
+#[cfg(test)]
+mod tests;

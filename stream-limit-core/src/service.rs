@@ -1,0 +1,187 @@
+//! [`StreamLimiter`]: the rule's configuration applied on top of a [`LeaseStore`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+
+use crate::domain::ids::{StreamId, ViewerId};
+use crate::domain::lease::{EndReason, Lease, StreamRecord};
+use crate::domain::outcome::{
+    Admission, EndOldestOutcome, EndOutcome, HeartbeatOutcome, StartOutcome, SweepReport,
+};
+use crate::domain::policy::{Client, LeaseTerms, MaxStreams, OnLimit, OnStoreError};
+use crate::domain::request::StartRequest;
+use crate::store::{LeaseStore, StoreError};
+
+/// How the limiter behaves; every field has the contract's default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LimiterConfig {
+    /// The limit of a viewer without an override.
+    pub default_limit: MaxStreams,
+    /// What a start does at the limit.
+    pub on_limit: OnLimit,
+    /// The two lease lengths.
+    pub lease_terms: LeaseTerms,
+    /// What a start does when the store fails.
+    pub on_store_error: OnStoreError,
+}
+
+/// Optional details of a start.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StartOptions {
+    /// A client-chosen stream id (or one derived from an `Idempotency-Key`):
+    /// repeating the start returns the same lease.
+    pub stream_id: Option<StreamId>,
+    /// The player's device, kept in history.
+    pub device_id: Option<Box<str>>,
+    /// What is watched, kept in history.
+    pub content_id: Option<Box<str>>,
+}
+
+/// The entry point for embedders and for the HTTP layer: enforces "at most N
+/// active streams per viewer" with the configured policies. Cheap to clone.
+#[derive(Clone)]
+pub struct StreamLimiter {
+    store: Arc<dyn LeaseStore>,
+    config: LimiterConfig,
+}
+
+impl std::fmt::Debug for StreamLimiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamLimiter").field("config", &self.config).finish()
+    }
+}
+
+impl StreamLimiter {
+    /// A limiter over `store`.
+    pub fn new(store: Arc<dyn LeaseStore>, config: LimiterConfig) -> Self {
+        Self { store, config }
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &LimiterConfig {
+        &self.config
+    }
+
+    /// The underlying store, for maintenance tasks such as the sweeper.
+    pub fn store(&self) -> &Arc<dyn LeaseStore> {
+        &self.store
+    }
+
+    /// Starts a stream for `viewer`. The lease length follows from `client`
+    /// ([`LeaseTerms::ttl_for`]).
+    ///
+    /// When the store fails and `on_store_error = allow`, the stream is admitted
+    /// anyway with [`Admission::degraded`] set: playback is not blocked by our
+    /// outage, and the lease is simply not recorded.
+    pub async fn start(
+        &self,
+        viewer: ViewerId,
+        client: Client,
+        options: StartOptions,
+    ) -> Result<StartOutcome, StoreError> {
+        let request = StartRequest {
+            viewer,
+            stream_id: options.stream_id.unwrap_or_else(StreamId::random),
+            ttl: self.config.lease_terms.ttl_for(client),
+            default_limit: self.config.default_limit,
+            on_limit: self.config.on_limit,
+            device_id: options.device_id,
+            content_id: options.content_id,
+        };
+        match self.store.start(&request).await {
+            Ok(outcome) => Ok(outcome),
+            Err(error) if self.config.on_store_error == OnStoreError::Allow => {
+                tracing::warn!(error = %error, cause = ?std::error::Error::source(&error),
+                    viewer = %request.viewer, "store failed; admitting degraded (on_store_error = allow)");
+                Ok(StartOutcome::Admitted(degraded_admission(request)))
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Extends a live lease. Players should stop only on
+    /// [`HeartbeatOutcome::Gone`]; an `Err` is transient.
+    pub async fn heartbeat(
+        &self,
+        viewer: &ViewerId,
+        stream_id: StreamId,
+    ) -> Result<HeartbeatOutcome, StoreError> {
+        self.store.heartbeat(viewer, stream_id).await
+    }
+
+    /// Ends one stream at the client's request. Idempotent.
+    pub async fn end(&self, viewer: &ViewerId, stream_id: StreamId) -> Result<EndOutcome, StoreError> {
+        self.store.end(viewer, stream_id, EndReason::Ended).await
+    }
+
+    /// Ends one stream at an operator's request (history says `revoked`).
+    pub async fn revoke(
+        &self,
+        viewer: &ViewerId,
+        stream_id: StreamId,
+    ) -> Result<EndOutcome, StoreError> {
+        self.store.end(viewer, stream_id, EndReason::Revoked).await
+    }
+
+    /// Ends the viewer's oldest active stream (the seed `endstream`).
+    pub async fn end_oldest(&self, viewer: &ViewerId) -> Result<EndOldestOutcome, StoreError> {
+        self.store.end_oldest(viewer).await
+    }
+
+    /// The viewer's active streams, oldest first.
+    pub async fn active(&self, viewer: &ViewerId) -> Result<Vec<Lease>, StoreError> {
+        self.store.active(viewer).await
+    }
+
+    /// Sets or clears the viewer's own limit.
+    pub async fn set_limit(
+        &self,
+        viewer: &ViewerId,
+        limit: Option<MaxStreams>,
+    ) -> Result<(), StoreError> {
+        self.store.set_limit(viewer, limit).await
+    }
+
+    /// The viewer's recent history, newest first.
+    pub async fn history(
+        &self,
+        viewer: &ViewerId,
+        max: usize,
+    ) -> Result<Vec<StreamRecord>, StoreError> {
+        self.store.history(viewer, max).await
+    }
+
+    /// One bounded cleanup pass (see [`LeaseStore::sweep`]).
+    pub async fn sweep(&self, batch: usize, retention: Duration) -> Result<SweepReport, StoreError> {
+        self.store.sweep(batch, retention).await
+    }
+
+    /// Whether the store answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.store.ping().await
+    }
+}
+
+/// The answer of a fail-open start: a lease that exists only in this reply.
+fn degraded_admission(request: StartRequest) -> Admission {
+    let now = Utc::now();
+    Admission {
+        lease: Lease {
+            stream_id: request.stream_id,
+            started_at: now,
+            expires_at: now + request.ttl,
+            ttl: request.ttl,
+            device_id: request.device_id,
+            content_id: request.content_id,
+        },
+        active_count: 1,
+        evicted: Vec::new(),
+        replayed: false,
+        degraded: true,
+    }
+}
+
+#[cfg(test)]
+mod tests;

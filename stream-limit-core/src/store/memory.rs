@@ -1,0 +1,188 @@
+//! The in-memory store: one process, no database.
+//!
+//! Viewers are spread over shards, each a `std::sync::Mutex<HashMap>`. A lock is
+//! held only for the synchronous bookkeeping of one viewer and never across an
+//! `.await`, so a blocking mutex is both correct and cheaper than an async one;
+//! sharding keeps actix workers on different viewers from contending.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::{LeaseStore, StoreError};
+use crate::clock::{Clock, SystemClock};
+use crate::domain::ids::{StreamId, ViewerId};
+use crate::domain::lease::{EndReason, Lease, StreamRecord};
+use crate::domain::outcome::{
+    EndOldestOutcome, EndOutcome, HeartbeatOutcome, StartOutcome, SweepReport,
+};
+use crate::domain::policy::MaxStreams;
+use crate::domain::request::StartRequest;
+use crate::domain::rules::ViewerBook;
+
+type Shard = HashMap<ViewerId, ViewerBook>;
+
+/// Leases kept in this process. Correct for any number of concurrent callers
+/// within one process; it is not shared between instances.
+pub struct InMemoryStore {
+    shards: Box<[Mutex<Shard>]>,
+    hasher: RandomState,
+    clock: Arc<dyn Clock>,
+}
+
+impl InMemoryStore {
+    /// A store on the system clock.
+    pub fn new() -> Self {
+        Self::with_clock(Arc::new(SystemClock))
+    }
+
+    /// A store on the given clock (a [`crate::ManualClock`] in tests).
+    pub fn with_clock(clock: Arc<dyn Clock>) -> Self {
+        let cores = std::thread::available_parallelism().map_or(4, |n| n.get());
+        let shards = (cores * 16).next_power_of_two();
+        Self {
+            shards: (0..shards).map(|_| Mutex::new(Shard::new())).collect(),
+            hasher: RandomState::new(),
+            clock,
+        }
+    }
+
+    /// Runs `f` on the viewer's book, creating the book if absent.
+    fn with_book<T>(&self, viewer: &ViewerId, f: impl FnOnce(&mut ViewerBook) -> T) -> T {
+        let mut shard = self.shard(viewer);
+        // Look up before `entry` so the common case does not clone the key.
+        match shard.get_mut(viewer) {
+            Some(book) => f(book),
+            None => f(shard.entry(viewer.clone()).or_default()),
+        }
+    }
+
+    /// Runs `f` on the viewer's book if the store knows the viewer.
+    fn with_known_book<T>(
+        &self,
+        viewer: &ViewerId,
+        f: impl FnOnce(&mut ViewerBook) -> T,
+    ) -> Option<T> {
+        self.shard(viewer).get_mut(viewer).map(f)
+    }
+
+    fn shard(&self, viewer: &ViewerId) -> MutexGuard<'_, Shard> {
+        let index = self.hasher.hash_one(viewer) as usize & (self.shards.len() - 1);
+        // A panic while holding the lock cannot leave a book half-written in a
+        // way that breaks the limit (each rule finishes its bookkeeping before
+        // returning), so a poisoned shard is still safe to use.
+        self.shards[index].lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Default for InMemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for InMemoryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InMemoryStore").field("shards", &self.shards.len()).finish()
+    }
+}
+
+#[async_trait]
+impl LeaseStore for InMemoryStore {
+    async fn start(&self, request: &StartRequest) -> Result<StartOutcome, StoreError> {
+        let now = self.clock.now();
+        Ok(self.with_book(&request.viewer, |book| book.start(request, now)))
+    }
+
+    async fn heartbeat(
+        &self,
+        viewer: &ViewerId,
+        stream_id: StreamId,
+    ) -> Result<HeartbeatOutcome, StoreError> {
+        let now = self.clock.now();
+        Ok(self
+            .with_known_book(viewer, |book| book.heartbeat(stream_id, now))
+            .unwrap_or(HeartbeatOutcome::NotFound))
+    }
+
+    async fn end(
+        &self,
+        viewer: &ViewerId,
+        stream_id: StreamId,
+        reason: EndReason,
+    ) -> Result<EndOutcome, StoreError> {
+        let now = self.clock.now();
+        Ok(self
+            .with_known_book(viewer, |book| book.end(stream_id, reason, now))
+            .unwrap_or(EndOutcome::NotFound))
+    }
+
+    async fn end_oldest(&self, viewer: &ViewerId) -> Result<EndOldestOutcome, StoreError> {
+        let now = self.clock.now();
+        Ok(self
+            .with_known_book(viewer, |book| book.end_oldest(now))
+            .unwrap_or(EndOldestOutcome::UnknownViewer))
+    }
+
+    async fn active(&self, viewer: &ViewerId) -> Result<Vec<Lease>, StoreError> {
+        let now = self.clock.now();
+        Ok(self
+            .with_known_book(viewer, |book| book.active(now))
+            .unwrap_or_default())
+    }
+
+    async fn set_limit(
+        &self,
+        viewer: &ViewerId,
+        limit: Option<MaxStreams>,
+    ) -> Result<(), StoreError> {
+        self.with_book(viewer, |book| book.limit = limit);
+        Ok(())
+    }
+
+    async fn history(
+        &self,
+        viewer: &ViewerId,
+        max: usize,
+    ) -> Result<Vec<StreamRecord>, StoreError> {
+        Ok(self
+            .with_known_book(viewer, |book| book.history(max))
+            .unwrap_or_default())
+    }
+
+    async fn sweep(&self, batch: usize, retention: Duration) -> Result<SweepReport, StoreError> {
+        let now = self.clock.now();
+        let cutoff = now - retention;
+        let mut report = SweepReport::default();
+        // One shard at a time, so no lock is held for long; stop once `batch`
+        // books were touched so one pass stays bounded.
+        let mut budget = batch;
+        for shard in self.shards.iter() {
+            if budget == 0 {
+                break;
+            }
+            let mut shard = shard.lock().unwrap_or_else(|p| p.into_inner());
+            shard.retain(|_, book| {
+                if budget == 0 {
+                    return true;
+                }
+                let expired = book.expire(now);
+                let purged = book.purge_history(cutoff);
+                if expired + purged > 0 {
+                    budget -= 1;
+                }
+                report.expired += expired;
+                report.purged += purged;
+                !book.is_idle()
+            });
+        }
+        Ok(report)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
