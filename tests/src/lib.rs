@@ -7,5 +7,11 @@
 //!   empty database per test ([`postgres::fresh_database`]), either on a
 //!   cluster started from the local Postgres binaries or on the server named
 //!   by `DATABASE_URL`.
+//! - [`world`]: a store under test (in-memory or Postgres) with a clock the
+//!   test moves, so one behavioural suite runs against every store.
+//! - [`audit`]: checks, from the database's own records, that no viewer ever
+//!   held more than its limit at any instant.
 
+pub mod audit;
 pub mod postgres;
+pub mod world;

@@ -24,6 +24,9 @@ pub const HISTORY_PER_VIEWER: usize = 32;
 pub struct ViewerBook {
     /// Per-viewer override of the default limit.
     pub limit: Option<MaxStreams>,
+    /// Whether the viewer ever asked to start a stream: the seed `endstream`
+    /// tells "no active stream" from "never seen".
+    seen: bool,
     /// In start order (oldest first). May hold expired leases until the next
     /// operation or sweep moves them to history; they never count.
     leases: Vec<Lease>,
@@ -33,6 +36,7 @@ pub struct ViewerBook {
 impl ViewerBook {
     /// Decides a start at `now`.
     pub fn start(&mut self, request: &StartRequest, now: Timestamp) -> StartOutcome {
+        self.seen = true;
         self.expire(now);
         if let Some(lease) = self.leases.iter().find(|l| l.stream_id == request.stream_id) {
             return StartOutcome::Admitted(Admission {
@@ -121,7 +125,11 @@ impl ViewerBook {
     pub fn end_oldest(&mut self, now: Timestamp) -> EndOldestOutcome {
         self.expire(now);
         if self.leases.is_empty() {
-            return EndOldestOutcome::NoActiveStreams;
+            return if self.seen || !self.history.is_empty() {
+                EndOldestOutcome::NoActiveStreams
+            } else {
+                EndOldestOutcome::UnknownViewer
+            };
         }
         let lease = self.leases.remove(0);
         self.remember(lease.clone().into_record(now, EndReason::Ended));

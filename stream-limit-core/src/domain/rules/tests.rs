@@ -167,8 +167,12 @@ fn ending_is_idempotent() {
 
 #[test]
 fn end_oldest_ends_the_first_started_active_stream() {
-    let mut book = ViewerBook::default();
-    assert_eq!(book.end_oldest(t(0)), EndOldestOutcome::NoActiveStreams);
+    let mut book = ViewerBook {
+        limit: Some(MaxStreams::DEFAULT),
+        ..ViewerBook::default()
+    };
+    // A limit override alone does not make a viewer "seen".
+    assert_eq!(book.end_oldest(t(0)), EndOldestOutcome::UnknownViewer);
     admitted(book.start(&request(1, OnLimit::Reject), t(0)));
     admitted(book.start(&request(2, OnLimit::Reject), t(1)));
     match book.end_oldest(t(2)) {
@@ -178,6 +182,8 @@ fn end_oldest_ends_the_first_started_active_stream() {
         }
         other => panic!("expected an ended stream, got {other:?}"),
     }
+    book.end_oldest(t(3));
+    assert_eq!(book.end_oldest(t(4)), EndOldestOutcome::NoActiveStreams);
 }
 
 #[test]

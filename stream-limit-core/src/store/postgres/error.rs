@@ -1,0 +1,57 @@
+//! The Postgres adapter's own errors, and how they become the domain's [`StoreError`].
+
+use thiserror::Error;
+
+use crate::store::StoreError;
+
+/// What can go wrong in the Postgres adapter.
+#[derive(Debug, Error)]
+pub enum PostgresError {
+    /// The database URL could not be parsed.
+    #[error("invalid database url")]
+    Url(#[source] tokio_postgres::Error),
+    /// The pool could not be built from the configuration.
+    #[error("could not build the connection pool")]
+    Build(#[source] deadpool_postgres::BuildError),
+    /// No connection within the pool's wait timeout, or connecting failed.
+    #[error("no database connection available")]
+    Pool(#[source] deadpool_postgres::PoolError),
+    /// A statement failed.
+    #[error("database statement failed")]
+    Query(#[source] tokio_postgres::Error),
+    /// Applying migrations failed.
+    #[error("database migration failed")]
+    Migration(#[source] refinery::Error),
+    /// A statement returned rows of an unexpected shape (a bug, or a schema
+    /// that does not match this version).
+    #[error("unexpected result from the database: {0}")]
+    Shape(&'static str),
+}
+
+impl From<tokio_postgres::Error> for PostgresError {
+    fn from(error: tokio_postgres::Error) -> Self {
+        Self::Query(error)
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for PostgresError {
+    fn from(error: deadpool_postgres::PoolError) -> Self {
+        Self::Pool(error)
+    }
+}
+
+impl From<PostgresError> for StoreError {
+    fn from(error: PostgresError) -> Self {
+        let unreachable = match &error {
+            PostgresError::Pool(_) => true,
+            // A closed connection or a network failure: the store is unreachable, not wrong.
+            PostgresError::Query(e) => e.is_closed() || e.code().is_none(),
+            _ => false,
+        };
+        if unreachable {
+            StoreError::Unavailable(Box::new(error))
+        } else {
+            StoreError::Query(Box::new(error))
+        }
+    }
+}

@@ -1,0 +1,260 @@
+//! The Postgres store: many stateless instances, one database, one limit.
+//!
+//! - `sql`: every statement, and the locking design that makes them correct.
+//! - `outcomes` / `rows`: decoding results into domain values.
+//! - `error`: [`PostgresError`] and its mapping into [`StoreError`].
+//!
+//! A mutating operation costs one network round trip: `BEGIN`, the viewer
+//! lock, the decide statement and `COMMIT` are pipelined on one connection.
+
+mod error;
+mod outcomes;
+mod rows;
+mod sql;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{NoTls, Row};
+
+pub use error::PostgresError;
+
+use super::{LeaseStore, StoreError};
+use crate::domain::ids::{StreamId, ViewerId};
+use crate::domain::lease::{EndReason, Lease, StreamRecord};
+use crate::domain::outcome::{
+    EndOldestOutcome, EndOutcome, HeartbeatOutcome, StartOutcome, SweepReport,
+};
+use crate::domain::policy::{MaxStreams, OnLimit};
+use crate::domain::request::StartRequest;
+
+mod embedded {
+    refinery::embed_migrations!("../migrations");
+}
+
+/// How to reach the database.
+#[derive(Debug, Clone)]
+pub struct PostgresConfig {
+    /// A libpq-style URL, e.g. `postgres://user:pass@host:5432/db`. TLS is not
+    /// supported yet: use a trusted network or a local proxy.
+    pub url: String,
+    /// Connections per instance.
+    pub pool_size: usize,
+    /// Longest wait for a connection (and for connecting), so an unreachable
+    /// database yields an answer in bounded time.
+    pub pool_timeout: Duration,
+}
+
+/// Leases in Postgres, shared by every instance that points at the database.
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: Pool,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore").field("pool", &self.pool.status()).finish()
+    }
+}
+
+impl PostgresStore {
+    /// Builds the pool. Connects lazily: no I/O happens here.
+    pub fn connect(config: &PostgresConfig) -> Result<Self, PostgresError> {
+        let mut pg = tokio_postgres::Config::from_str(&config.url).map_err(PostgresError::Url)?;
+        pg.connect_timeout(config.pool_timeout);
+        if pg.get_application_name().is_none() {
+            pg.application_name("stream-limit");
+        }
+        let manager = Manager::from_config(
+            pg,
+            NoTls,
+            // Fast: a broken connection surfaces as an error on use; the
+            // `Verified` round trip on every checkout would double the cost.
+            ManagerConfig { recycling_method: RecyclingMethod::Fast },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(config.pool_size)
+            .wait_timeout(Some(config.pool_timeout))
+            .create_timeout(Some(config.pool_timeout))
+            .recycle_timeout(Some(config.pool_timeout))
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(PostgresError::Build)?;
+        Ok(Self { pool })
+    }
+
+    /// Applies the embedded migrations (the top-level `migrations/` folder).
+    ///
+    /// Safe to run from several instances starting at once: each migration is
+    /// one transaction, so a loser of the race rolls back and, on retry, finds
+    /// the migration applied.
+    pub async fn migrate(&self) -> Result<usize, PostgresError> {
+        let mut attempt = 0;
+        loop {
+            let mut client = self.pool.get().await?;
+            let client: &mut tokio_postgres::Client = &mut client;
+            match embedded::migrations::runner().run_async(client).await {
+                Ok(report) => return Ok(report.applied_migrations().len()),
+                Err(error) if attempt < 4 => {
+                    attempt += 1;
+                    tracing::warn!(%error, attempt, "migration failed; retrying (another instance may be migrating)");
+                    tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
+                }
+                Err(error) => return Err(PostgresError::Migration(error)),
+            }
+        }
+    }
+
+    /// Runs `decide` for one viewer under that viewer's row lock, as one
+    /// pipelined transaction (see `sql.rs` for why this is race-free).
+    async fn with_viewer_lock(
+        &self,
+        viewer: &str,
+        is_start: bool,
+        decide: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, PostgresError> {
+        let client = self.pool.get().await?;
+        let result = Self::pipeline(&client, viewer, is_start, decide, params).await;
+        if result.is_err() {
+            // The transaction may still be open on this connection (a statement
+            // can fail before COMMIT was sent). Closing the connection makes the
+            // server roll it back; the pool opens a fresh one when needed.
+            drop(Object::take(client));
+        }
+        result
+    }
+
+    async fn pipeline(
+        client: &Object,
+        viewer: &str,
+        is_start: bool,
+        decide: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, PostgresError> {
+        let (begin, lock, decide, commit) = tokio::try_join!(
+            client.prepare_cached(sql::BEGIN),
+            client.prepare_cached(sql::LOCK_VIEWER),
+            client.prepare_cached(decide),
+            client.prepare_cached(sql::COMMIT),
+        )?;
+        // Joined futures are polled in order, and each sends its message on
+        // first poll: all four reach the server in one write.
+        let lock_params: [&(dyn ToSql + Sync); 2] = [&viewer, &is_start];
+        let (_, _, rows, _) = tokio::try_join!(
+            client.execute(&begin, &[]),
+            client.execute(&lock, &lock_params),
+            client.query(&decide, params),
+            client.execute(&commit, &[]),
+        )?;
+        Ok(rows)
+    }
+
+    /// One statement outside any explicit transaction.
+    async fn query(
+        &self,
+        statement: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, PostgresError> {
+        let client = self.pool.get().await?;
+        let statement = client.prepare_cached(statement).await?;
+        Ok(client.query(&statement, params).await?)
+    }
+
+    async fn sweep_count(&self, statement: &'static str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, PostgresError> {
+        let rows = self.query(statement, params).await?;
+        let row = rows.first().ok_or(PostgresError::Shape("sweep returned no count"))?;
+        Ok(u64::from(rows::count(row, 0)?))
+    }
+}
+
+/// Milliseconds as the `bigint` the statements take.
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+#[async_trait]
+impl LeaseStore for PostgresStore {
+    async fn start(&self, request: &StartRequest) -> Result<StartOutcome, StoreError> {
+        let viewer = request.viewer.to_string();
+        let limit = i32::try_from(request.default_limit.get()).unwrap_or(i32::MAX);
+        let evict = request.on_limit == OnLimit::EvictOldest;
+        let rows = self
+            .with_viewer_lock(
+                &viewer,
+                true,
+                sql::START,
+                &[
+                    &viewer,
+                    request.stream_id.as_uuid(),
+                    &millis(request.ttl),
+                    &limit,
+                    &evict,
+                    &request.device_id.as_deref(),
+                    &request.content_id.as_deref(),
+                ],
+            )
+            .await?;
+        Ok(outcomes::start(&rows)?)
+    }
+
+    async fn heartbeat(&self, viewer: &ViewerId, stream_id: StreamId) -> Result<HeartbeatOutcome, StoreError> {
+        let viewer = viewer.to_string();
+        let rows = self
+            .with_viewer_lock(&viewer, false, sql::HEARTBEAT, &[&viewer, stream_id.as_uuid()])
+            .await?;
+        Ok(outcomes::heartbeat(&rows)?)
+    }
+
+    async fn end(&self, viewer: &ViewerId, stream_id: StreamId, reason: EndReason) -> Result<EndOutcome, StoreError> {
+        let viewer = viewer.to_string();
+        let rows = self
+            .with_viewer_lock(&viewer, false, sql::END, &[&viewer, stream_id.as_uuid(), &reason.as_str()])
+            .await?;
+        Ok(outcomes::end(&rows)?)
+    }
+
+    async fn end_oldest(&self, viewer: &ViewerId) -> Result<EndOldestOutcome, StoreError> {
+        let viewer = viewer.to_string();
+        let rows = self.with_viewer_lock(&viewer, false, sql::END_OLDEST, &[&viewer]).await?;
+        Ok(outcomes::end_oldest(&rows)?)
+    }
+
+    async fn active(&self, viewer: &ViewerId) -> Result<Vec<Lease>, StoreError> {
+        let viewer = viewer.to_string();
+        let rows = self.query(sql::ACTIVE, &[&viewer]).await?;
+        Ok(rows.iter().map(|row| rows::lease(row, 0)).collect::<Result<_, _>>()?)
+    }
+
+    async fn set_limit(&self, viewer: &ViewerId, limit: Option<MaxStreams>) -> Result<(), StoreError> {
+        let viewer = viewer.to_string();
+        let limit = limit.map(|l| i32::try_from(l.get()).unwrap_or(i32::MAX));
+        self.query(sql::SET_LIMIT, &[&viewer, &limit]).await?;
+        Ok(())
+    }
+
+    async fn history(&self, viewer: &ViewerId, max: usize) -> Result<Vec<StreamRecord>, StoreError> {
+        let viewer = viewer.to_string();
+        let max = i64::try_from(max).unwrap_or(i64::MAX);
+        let rows = self.query(sql::HISTORY, &[&viewer, &max]).await?;
+        Ok(rows.iter().map(rows::record).collect::<Result<_, _>>()?)
+    }
+
+    async fn sweep(&self, batch: usize, retention: Duration) -> Result<SweepReport, StoreError> {
+        let batch = i64::try_from(batch).unwrap_or(i64::MAX);
+        let retention = millis(retention);
+        let expired = self.sweep_count(sql::SWEEP_EXPIRED, &[&batch]).await?;
+        let purged = self.sweep_count(sql::SWEEP_HISTORY, &[&batch, &retention]).await?;
+        self.sweep_count(sql::SWEEP_VIEWERS, &[&batch, &retention]).await?;
+        Ok(SweepReport { expired, purged })
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let client = self.pool.get().await.map_err(PostgresError::from)?;
+        client.simple_query("SELECT 1").await.map_err(PostgresError::from)?;
+        Ok(())
+    }
+}

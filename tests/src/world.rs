@@ -1,0 +1,96 @@
+//! A store plus control over its clock: the same behavioural test runs against
+//! every store, with time moved by the test instead of slept.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use stream_limit_core::store::postgres::{PostgresConfig, PostgresStore};
+use stream_limit_core::{InMemoryStore, LeaseStore, ManualClock};
+
+use crate::postgres::{fresh_database, TestDatabase};
+
+/// A store under test and the means to move its clock.
+pub struct World {
+    /// The store under test.
+    pub store: Arc<dyn LeaseStore>,
+    clock: WorldClock,
+}
+
+enum WorldClock {
+    Manual(Arc<ManualClock>),
+    /// The test's own database, whose `stream_limit_now()` reads a shift table.
+    Database(tokio_postgres::Client),
+}
+
+impl World {
+    /// An in-memory store on a manual clock.
+    pub fn memory() -> Self {
+        let clock = Arc::new(ManualClock::default());
+        Self {
+            store: Arc::new(InMemoryStore::with_clock(clock.clone())),
+            clock: WorldClock::Manual(clock),
+        }
+    }
+
+    /// A Postgres store on a fresh, migrated database whose clock can be shifted.
+    pub async fn postgres() -> Self {
+        let db = fresh_database().await;
+        let store = migrated_store(&db, 8).await;
+        let client = connect(db.url()).await;
+        // Only this test's throwaway database gets the shiftable clock; the
+        // migration's definition (plain clock_timestamp()) is what production runs.
+        client
+            .batch_execute(
+                "CREATE TABLE test_clock (shift interval NOT NULL);
+                 INSERT INTO test_clock VALUES (interval '0');
+                 CREATE OR REPLACE FUNCTION stream_limit_now() RETURNS timestamptz
+                     LANGUAGE sql VOLATILE
+                     AS $$ SELECT clock_timestamp() + (SELECT shift FROM test_clock) $$;",
+            )
+            .await
+            .expect("install the test clock");
+        Self {
+            store: Arc::new(store),
+            clock: WorldClock::Database(client),
+        }
+    }
+
+    /// Moves the store's clock forward.
+    pub async fn advance(&self, by: Duration) {
+        match &self.clock {
+            WorldClock::Manual(clock) => clock.advance(by),
+            WorldClock::Database(client) => {
+                let ms = i64::try_from(by.as_millis()).expect("duration fits");
+                client
+                    .execute(
+                        "UPDATE test_clock SET shift = shift + $1::bigint * interval '1 millisecond'",
+                        &[&ms],
+                    )
+                    .await
+                    .expect("shift the test clock");
+            }
+        }
+    }
+}
+
+/// A migrated [`PostgresStore`] on `db` with its own pool of `pool_size`
+/// connections (one pool stands in for one service instance).
+pub async fn migrated_store(db: &TestDatabase, pool_size: usize) -> PostgresStore {
+    let store = PostgresStore::connect(&PostgresConfig {
+        url: db.url().to_owned(),
+        pool_size,
+        pool_timeout: Duration::from_secs(10),
+    })
+    .expect("valid pool configuration");
+    store.migrate().await.expect("migrations apply");
+    store
+}
+
+/// A plain client on `url`, its connection driven in the background.
+pub async fn connect(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("connect to the test database");
+    tokio::spawn(connection);
+    client
+}
