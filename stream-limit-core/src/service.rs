@@ -49,7 +49,9 @@ pub struct StreamLimiter {
 
 impl std::fmt::Debug for StreamLimiter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StreamLimiter").field("config", &self.config).finish()
+        f.debug_struct("StreamLimiter")
+            .field("config", &self.config)
+            .finish()
     }
 }
 
@@ -112,7 +114,11 @@ impl StreamLimiter {
     }
 
     /// Ends one stream at the client's request. Idempotent.
-    pub async fn end(&self, viewer: &ViewerId, stream_id: StreamId) -> Result<EndOutcome, StoreError> {
+    pub async fn end(
+        &self,
+        viewer: &ViewerId,
+        stream_id: StreamId,
+    ) -> Result<EndOutcome, StoreError> {
         self.store.end(viewer, stream_id, EndReason::Ended).await
     }
 
@@ -154,7 +160,11 @@ impl StreamLimiter {
     }
 
     /// One bounded cleanup pass (see [`LeaseStore::sweep`]).
-    pub async fn sweep(&self, batch: usize, retention: Duration) -> Result<SweepReport, StoreError> {
+    pub async fn sweep(
+        &self,
+        batch: usize,
+        retention: Duration,
+    ) -> Result<SweepReport, StoreError> {
         self.store.sweep(batch, retention).await
     }
 

@@ -9,9 +9,11 @@
 //!   by `DATABASE_URL`.
 //! - [`world`]: a store under test (in-memory or Postgres) with a clock the
 //!   test moves, so one behavioural suite runs against every store.
+//! - [`service`]: real `stream-limit-http` processes on loopback.
 //! - [`audit`]: checks, from the database's own records, that no viewer ever
 //!   held more than its limit at any instant.
 
 pub mod audit;
 pub mod postgres;
+pub mod service;
 pub mod world;

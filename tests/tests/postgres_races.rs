@@ -48,12 +48,19 @@ fn request(viewer: &ViewerId, ttl: Duration, on_limit: OnLimit) -> StartRequest 
 
 /// Fires `CLIENTS` simultaneous starts for one viewer, spread over the
 /// instances, and returns every outcome.
-async fn race_starts(stores: &[Arc<PostgresStore>], viewer: &ViewerId, on_limit: OnLimit) -> Vec<StartOutcome> {
+async fn race_starts(
+    stores: &[Arc<PostgresStore>],
+    viewer: &ViewerId,
+    on_limit: OnLimit,
+) -> Vec<StartOutcome> {
     let barrier = Arc::new(Barrier::new(CLIENTS));
     let tasks: Vec<_> = (0..CLIENTS)
         .map(|client| {
             let store = stores[client % stores.len()].clone();
-            let (barrier, request) = (barrier.clone(), request(viewer, Duration::from_secs(600), on_limit));
+            let (barrier, request) = (
+                barrier.clone(),
+                request(viewer, Duration::from_secs(600), on_limit),
+            );
             tokio::spawn(async move {
                 barrier.wait().await;
                 store.start(&request).await.expect("store answers")
@@ -75,11 +82,24 @@ async fn sixty_simultaneous_starts_through_three_instances_admit_exactly_the_lim
     for round in 0..ROUNDS {
         let viewer = viewer(round);
         let outcomes = race_starts(&stores, &viewer, OnLimit::Reject).await;
-        let admitted = outcomes.iter().filter(|o| matches!(o, StartOutcome::Admitted(_))).count();
-        let refused = outcomes.iter().filter(|o| matches!(o, StartOutcome::Refused(r) if r.active.len() == LIMIT)).count();
+        let admitted = outcomes
+            .iter()
+            .filter(|o| matches!(o, StartOutcome::Admitted(_)))
+            .count();
+        let refused = outcomes
+            .iter()
+            .filter(|o| matches!(o, StartOutcome::Refused(r) if r.active.len() == LIMIT))
+            .count();
         assert_eq!(admitted, LIMIT, "round {round}: {admitted} admitted");
-        assert_eq!(refused, CLIENTS - LIMIT, "round {round}: every refusal lists the {LIMIT} active streams");
-        assert_eq!(stores[0].active(&viewer).await.expect("answers").len(), LIMIT);
+        assert_eq!(
+            refused,
+            CLIENTS - LIMIT,
+            "round {round}: every refusal lists the {LIMIT} active streams"
+        );
+        assert_eq!(
+            stores[0].active(&viewer).await.expect("answers").len(),
+            LIMIT
+        );
         assert_eq!(peak_concurrency(&audit, &viewer.to_string()).await, LIMIT);
     }
     let rows: i64 = audit
@@ -87,7 +107,10 @@ async fn sixty_simultaneous_starts_through_three_instances_admit_exactly_the_lim
         .await
         .expect("count viewers")
         .get(0);
-    assert_eq!(rows, ROUNDS as i64, "exactly one viewer row per viewer, never duplicates");
+    assert_eq!(
+        rows, ROUNDS as i64,
+        "exactly one viewer row per viewer, never duplicates"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -102,14 +125,21 @@ async fn simultaneous_starts_under_evict_oldest_admit_all_and_keep_the_limit() {
         for outcome in &outcomes {
             match outcome {
                 StartOutcome::Admitted(a) => {
-                    assert!(a.active_count as usize <= LIMIT, "round {round}: count {}", a.active_count);
+                    assert!(
+                        a.active_count as usize <= LIMIT,
+                        "round {round}: count {}",
+                        a.active_count
+                    );
                     evicted += a.evicted.len();
                 }
                 other => panic!("round {round}: evict_oldest never refuses, got {other:?}"),
             }
         }
         assert_eq!(evicted, CLIENTS - LIMIT, "round {round}");
-        assert_eq!(stores[1].active(&viewer).await.expect("answers").len(), LIMIT);
+        assert_eq!(
+            stores[1].active(&viewer).await.expect("answers").len(),
+            LIMIT
+        );
         assert_eq!(peak_concurrency(&audit, &viewer.to_string()).await, LIMIT);
     }
 }
@@ -143,8 +173,10 @@ async fn heartbeats_racing_expiry_never_revive_a_slot_already_given_away() {
                         }
                     },
                     None => {
-                        if let StartOutcome::Admitted(a) =
-                            store.start(&request(&viewer, ttl, OnLimit::Reject)).await.expect("answers")
+                        if let StartOutcome::Admitted(a) = store
+                            .start(&request(&viewer, ttl, OnLimit::Reject))
+                            .await
+                            .expect("answers")
                         {
                             admitted += 1;
                             mine = Some(a.lease.stream_id);
@@ -152,7 +184,11 @@ async fn heartbeats_racing_expiry_never_revive_a_slot_already_given_away() {
                     }
                 }
                 // Mostly on time (every 40 ms), every seventh step late (130 ms > ttl).
-                let pause = if (step + client as u64) % 7 == 0 { 130 } else { 40 };
+                let pause = if (step + client as u64) % 7 == 0 {
+                    130
+                } else {
+                    40
+                };
                 tokio::time::sleep(Duration::from_millis(pause)).await;
             }
             (admitted, gone)
@@ -164,8 +200,14 @@ async fn heartbeats_racing_expiry_never_revive_a_slot_already_given_away() {
         admitted += a;
         gone += g;
     }
-    assert!(gone > 0, "the race was exercised: some leases expired under their heartbeats");
-    assert!(admitted > LIMIT as u32, "freed slots were taken again ({admitted} admissions)");
+    assert!(
+        gone > 0,
+        "the race was exercised: some leases expired under their heartbeats"
+    );
+    assert!(
+        admitted > LIMIT as u32,
+        "freed slots were taken again ({admitted} admissions)"
+    );
     assert!(peak_concurrency(&audit, &viewer.to_string()).await <= LIMIT);
 }
 
@@ -187,13 +229,20 @@ async fn ends_racing_starts_never_let_a_fourth_stream_in() {
                         // A quarter ends the oldest stream, a quarter ends a named one.
                         0 => drop(store.end_oldest(&viewer).await.expect("answers")),
                         1 => {
-                            if let Some(lease) = store.active(&viewer).await.expect("answers").pop() {
-                                store.end(&viewer, lease.stream_id, EndReason::Ended).await.expect("answers");
+                            if let Some(lease) = store.active(&viewer).await.expect("answers").pop()
+                            {
+                                store
+                                    .end(&viewer, lease.stream_id, EndReason::Ended)
+                                    .await
+                                    .expect("answers");
                             }
                         }
                         _ => {
-                            let request = request(&viewer, Duration::from_secs(600), OnLimit::Reject);
-                            if let StartOutcome::Admitted(a) = store.start(&request).await.expect("answers") {
+                            let request =
+                                request(&viewer, Duration::from_secs(600), OnLimit::Reject);
+                            if let StartOutcome::Admitted(a) =
+                                store.start(&request).await.expect("answers")
+                            {
                                 assert!(a.active_count as usize <= LIMIT);
                             }
                         }
@@ -204,7 +253,10 @@ async fn ends_racing_starts_never_let_a_fourth_stream_in() {
         for task in tasks {
             task.await.expect("task ran");
         }
-        assert!(stores[2].active(&viewer).await.expect("answers").len() <= LIMIT, "round {round}");
+        assert!(
+            stores[2].active(&viewer).await.expect("answers").len() <= LIMIT,
+            "round {round}"
+        );
     }
     assert!(peak_concurrency(&audit, &viewer.to_string()).await <= LIMIT);
 }
@@ -224,9 +276,12 @@ async fn a_heartbeat_that_waits_for_the_lock_past_expiry_finds_the_lease_expired
     };
     let mut holder = connect(db.url()).await;
     let lock = holder.transaction().await.expect("begin");
-    lock.execute("SELECT 1 FROM viewers WHERE viewer = $1 FOR UPDATE", &[&viewer.to_string()])
-        .await
-        .expect("hold the viewer's lock");
+    lock.execute(
+        "SELECT 1 FROM viewers WHERE viewer = $1 FOR UPDATE",
+        &[&viewer.to_string()],
+    )
+    .await
+    .expect("hold the viewer's lock");
     let heartbeat = {
         let (store, viewer) = (store.clone(), viewer.clone());
         tokio::spawn(async move { store.heartbeat(&viewer, lease.lease.stream_id).await })

@@ -31,7 +31,12 @@ fn request(viewer: &ViewerId, stream_id: StreamId, on_limit: OnLimit) -> StartRe
 /// Starts a stream that must be admitted; returns its id.
 async fn admit(world: &World, viewer: &ViewerId, on_limit: OnLimit) -> StreamId {
     let id = StreamId::random();
-    match world.store.start(&request(viewer, id, on_limit)).await.expect("store answers") {
+    match world
+        .store
+        .start(&request(viewer, id, on_limit))
+        .await
+        .expect("store answers")
+    {
         StartOutcome::Admitted(a) => {
             assert_eq!(a.lease.stream_id, id);
             assert!(!a.replayed);
@@ -45,7 +50,11 @@ async fn admit(world: &World, viewer: &ViewerId, on_limit: OnLimit) -> StreamId 
 }
 
 async fn start(world: &World, viewer: &ViewerId, id: StreamId, on_limit: OnLimit) -> StartOutcome {
-    world.store.start(&request(viewer, id, on_limit)).await.expect("store answers")
+    world
+        .store
+        .start(&request(viewer, id, on_limit))
+        .await
+        .expect("store answers")
 }
 
 async fn fourth_concurrent_start_is_refused_with_the_active_streams_oldest_first(world: World) {
@@ -57,7 +66,10 @@ async fn fourth_concurrent_start_is_refused_with_the_active_streams_oldest_first
     match start(&world, &viewer, StreamId::random(), OnLimit::Reject).await {
         StartOutcome::Refused(r) => {
             assert_eq!(r.limit, MaxStreams::DEFAULT);
-            assert_eq!(r.active.iter().map(|l| l.stream_id).collect::<Vec<_>>(), ids);
+            assert_eq!(
+                r.active.iter().map(|l| l.stream_id).collect::<Vec<_>>(),
+                ids
+            );
         }
         other => panic!("expected refusal, got {other:?}"),
     }
@@ -71,7 +83,9 @@ async fn admission_reports_the_count_and_the_lease_expiry(world: World) {
     match start(&world, &viewer, StreamId::random(), OnLimit::Reject).await {
         StartOutcome::Admitted(a) => {
             assert_eq!(a.active_count, 2);
-            let ttl = (a.lease.expires_at - a.lease.started_at).to_std().expect("positive");
+            let ttl = (a.lease.expires_at - a.lease.started_at)
+                .to_std()
+                .expect("positive");
             assert_eq!(ttl, TTL);
         }
         other => panic!("expected admission, got {other:?}"),
@@ -84,7 +98,12 @@ async fn expired_leases_stop_counting_before_any_cleanup(world: World) {
         admit(&world, &viewer, OnLimit::Reject).await;
     }
     world.advance(TTL).await;
-    assert!(world.store.active(&viewer).await.expect("store answers").is_empty());
+    assert!(world
+        .store
+        .active(&viewer)
+        .await
+        .expect("store answers")
+        .is_empty());
     match start(&world, &viewer, StreamId::random(), OnLimit::Reject).await {
         StartOutcome::Admitted(a) => assert_eq!(a.active_count, 1),
         other => panic!("expected admission, got {other:?}"),
@@ -98,21 +117,48 @@ async fn heartbeat_extends_a_live_lease_and_names_why_a_dead_one_is_gone(world: 
     let ended = admit(&world, &viewer, OnLimit::Reject).await;
     world.advance(TTL / 2).await;
     let before = world.store.active(&viewer).await.expect("store answers")[0].expires_at;
-    match world.store.heartbeat(&viewer, kept).await.expect("store answers") {
+    match world
+        .store
+        .heartbeat(&viewer, kept)
+        .await
+        .expect("store answers")
+    {
         HeartbeatOutcome::Extended(l) => assert!(l.expires_at > before),
         other => panic!("expected extension, got {other:?}"),
     }
-    world.store.end(&viewer, ended, EndReason::Ended).await.expect("store answers");
+    world
+        .store
+        .end(&viewer, ended, EndReason::Ended)
+        .await
+        .expect("store answers");
     world.advance(TTL / 2 + TICK).await;
     let gone = |r| HeartbeatOutcome::Gone(r);
-    assert_eq!(world.store.heartbeat(&viewer, lapsed).await.expect("answers"), gone(EndReason::Expired));
-    assert_eq!(world.store.heartbeat(&viewer, ended).await.expect("answers"), gone(EndReason::Ended));
+    assert_eq!(
+        world
+            .store
+            .heartbeat(&viewer, lapsed)
+            .await
+            .expect("answers"),
+        gone(EndReason::Expired)
+    );
+    assert_eq!(
+        world
+            .store
+            .heartbeat(&viewer, ended)
+            .await
+            .expect("answers"),
+        gone(EndReason::Ended)
+    );
     assert!(matches!(
         world.store.heartbeat(&viewer, kept).await.expect("answers"),
         HeartbeatOutcome::Extended(_)
     ));
     assert_eq!(
-        world.store.heartbeat(&viewer, StreamId::random()).await.expect("answers"),
+        world
+            .store
+            .heartbeat(&viewer, StreamId::random())
+            .await
+            .expect("answers"),
         HeartbeatOutcome::NotFound
     );
 }
@@ -130,7 +176,11 @@ async fn evict_oldest_admits_and_evicts_the_least_recently_started(world: World)
         other => panic!("expected admission, got {other:?}"),
     }
     assert_eq!(
-        world.store.heartbeat(&viewer, first).await.expect("answers"),
+        world
+            .store
+            .heartbeat(&viewer, first)
+            .await
+            .expect("answers"),
         HeartbeatOutcome::Gone(EndReason::Evicted)
     );
     let active = world.store.active(&viewer).await.expect("answers");
@@ -144,7 +194,11 @@ async fn a_lowered_limit_evicts_down_to_it_and_a_raised_one_admits_more(world: W
         admit(&world, &viewer, OnLimit::EvictOldest).await;
     }
     let one = MaxStreams::new(1).expect("valid");
-    world.store.set_limit(&viewer, Some(one)).await.expect("answers");
+    world
+        .store
+        .set_limit(&viewer, Some(one))
+        .await
+        .expect("answers");
     match start(&world, &viewer, StreamId::random(), OnLimit::EvictOldest).await {
         StartOutcome::Admitted(a) => {
             assert_eq!(a.evicted.len(), 3);
@@ -156,7 +210,11 @@ async fn a_lowered_limit_evicts_down_to_it_and_a_raised_one_admits_more(world: W
         StartOutcome::Refused(r) => assert_eq!(r.limit, one),
         other => panic!("expected refusal, got {other:?}"),
     }
-    world.store.set_limit(&viewer, Some(MaxStreams::new(5).expect("valid"))).await.expect("answers");
+    world
+        .store
+        .set_limit(&viewer, Some(MaxStreams::new(5).expect("valid")))
+        .await
+        .expect("answers");
     for _ in 0..4 {
         admit(&world, &viewer, OnLimit::Reject).await;
     }
@@ -186,8 +244,15 @@ async fn repeating_a_start_with_the_same_stream_id_takes_no_second_slot(world: W
 async fn restarting_an_ended_stream_id_is_gone(world: World) {
     let viewer = user("8");
     let id = admit(&world, &viewer, OnLimit::Reject).await;
-    world.store.end(&viewer, id, EndReason::Ended).await.expect("answers");
-    assert_eq!(start(&world, &viewer, id, OnLimit::Reject).await, StartOutcome::Gone(EndReason::Ended));
+    world
+        .store
+        .end(&viewer, id, EndReason::Ended)
+        .await
+        .expect("answers");
+    assert_eq!(
+        start(&world, &viewer, id, OnLimit::Reject).await,
+        StartOutcome::Gone(EndReason::Ended)
+    );
 }
 
 async fn ending_is_idempotent(world: World) {
@@ -199,29 +264,46 @@ async fn ending_is_idempotent(world: World) {
         EndOutcome::Ended { active_count: 1, lease } if lease.stream_id == id
     ));
     assert_eq!(
-        world.store.end(&viewer, id, EndReason::Ended).await.expect("answers"),
+        world
+            .store
+            .end(&viewer, id, EndReason::Ended)
+            .await
+            .expect("answers"),
         EndOutcome::AlreadyEnded(EndReason::Ended)
     );
     assert_eq!(
-        world.store.end(&viewer, StreamId::random(), EndReason::Ended).await.expect("answers"),
+        world
+            .store
+            .end(&viewer, StreamId::random(), EndReason::Ended)
+            .await
+            .expect("answers"),
         EndOutcome::NotFound
     );
 }
 
 async fn end_oldest_tells_no_active_stream_from_a_viewer_never_seen(world: World) {
     let viewer = user("10");
-    assert_eq!(world.store.end_oldest(&viewer).await.expect("answers"), EndOldestOutcome::UnknownViewer);
+    assert_eq!(
+        world.store.end_oldest(&viewer).await.expect("answers"),
+        EndOldestOutcome::UnknownViewer
+    );
     let first = admit(&world, &viewer, OnLimit::Reject).await;
     admit(&world, &viewer, OnLimit::Reject).await;
     match world.store.end_oldest(&viewer).await.expect("answers") {
-        EndOldestOutcome::Ended { lease, active_count } => {
+        EndOldestOutcome::Ended {
+            lease,
+            active_count,
+        } => {
             assert_eq!(lease.stream_id, first);
             assert_eq!(active_count, 1);
         }
         other => panic!("expected an ended stream, got {other:?}"),
     }
     world.store.end_oldest(&viewer).await.expect("answers");
-    assert_eq!(world.store.end_oldest(&viewer).await.expect("answers"), EndOldestOutcome::NoActiveStreams);
+    assert_eq!(
+        world.store.end_oldest(&viewer).await.expect("answers"),
+        EndOldestOutcome::NoActiveStreams
+    );
 }
 
 async fn a_session_and_a_user_with_the_same_text_never_share_a_count(world: World) {
@@ -231,8 +313,14 @@ async fn a_session_and_a_user_with_the_same_text_never_share_a_count(world: Worl
         admit(&world, &numeric, OnLimit::Reject).await;
         admit(&world, &session, OnLimit::Reject).await;
     }
-    assert_eq!(world.store.active(&numeric).await.expect("answers").len(), 3);
-    assert_eq!(world.store.active(&session).await.expect("answers").len(), 3);
+    assert_eq!(
+        world.store.active(&numeric).await.expect("answers").len(),
+        3
+    );
+    assert_eq!(
+        world.store.active(&session).await.expect("answers").len(),
+        3
+    );
 }
 
 async fn history_keeps_every_reason_newest_first_and_is_purged_after_retention(world: World) {
@@ -240,30 +328,71 @@ async fn history_keeps_every_reason_newest_first_and_is_purged_after_retention(w
     let ended = admit(&world, &viewer, OnLimit::EvictOldest).await;
     let revoked = admit(&world, &viewer, OnLimit::EvictOldest).await;
     let expired = admit(&world, &viewer, OnLimit::EvictOldest).await;
-    world.store.end(&viewer, ended, EndReason::Ended).await.expect("answers");
+    world
+        .store
+        .end(&viewer, ended, EndReason::Ended)
+        .await
+        .expect("answers");
     world.advance(TICK).await;
-    world.store.end(&viewer, revoked, EndReason::Revoked).await.expect("answers");
+    world
+        .store
+        .end(&viewer, revoked, EndReason::Revoked)
+        .await
+        .expect("answers");
     world.advance(TTL).await;
-    let report = world.store.sweep(100, Duration::from_secs(3600)).await.expect("answers");
+    let report = world
+        .store
+        .sweep(100, Duration::from_secs(3600))
+        .await
+        .expect("answers");
     assert_eq!(report.expired, 1);
     let history = world.store.history(&viewer, 10).await.expect("answers");
     let reasons: Vec<_> = history.iter().map(|r| (r.stream_id, r.reason)).collect();
     assert_eq!(
         reasons,
-        vec![(expired, EndReason::Expired), (revoked, EndReason::Revoked), (ended, EndReason::Ended)]
+        vec![
+            (expired, EndReason::Expired),
+            (revoked, EndReason::Revoked),
+            (ended, EndReason::Ended)
+        ]
     );
     // Three admissions passed before the end; Postgres adds real elapsed time on top.
-    assert!(history[2].duration() >= 3 * TICK, "{:?}", history[2].duration());
-    assert_eq!(world.store.history(&viewer, 1).await.expect("answers").len(), 1);
+    assert!(
+        history[2].duration() >= 3 * TICK,
+        "{:?}",
+        history[2].duration()
+    );
+    assert_eq!(
+        world
+            .store
+            .history(&viewer, 1)
+            .await
+            .expect("answers")
+            .len(),
+        1
+    );
     // The sweep moved the expired lease; its reason survives for heartbeats.
     assert_eq!(
-        world.store.heartbeat(&viewer, expired).await.expect("answers"),
+        world
+            .store
+            .heartbeat(&viewer, expired)
+            .await
+            .expect("answers"),
         HeartbeatOutcome::Gone(EndReason::Expired)
     );
     world.advance(Duration::from_secs(3600)).await;
-    let report = world.store.sweep(100, Duration::from_secs(3600)).await.expect("answers");
+    let report = world
+        .store
+        .sweep(100, Duration::from_secs(3600))
+        .await
+        .expect("answers");
     assert_eq!(report.purged, 3);
-    assert!(world.store.history(&viewer, 10).await.expect("answers").is_empty());
+    assert!(world
+        .store
+        .history(&viewer, 10)
+        .await
+        .expect("answers")
+        .is_empty());
 }
 
 async fn a_sweep_touches_at_most_its_batch(world: World) {
@@ -271,9 +400,17 @@ async fn a_sweep_touches_at_most_its_batch(world: World) {
         admit(&world, &user(&format!("20{n}")), OnLimit::Reject).await;
     }
     world.advance(TTL).await;
-    let first = world.store.sweep(2, Duration::from_secs(3600)).await.expect("answers");
+    let first = world
+        .store
+        .sweep(2, Duration::from_secs(3600))
+        .await
+        .expect("answers");
     assert_eq!(first.expired, 2);
-    let rest = world.store.sweep(100, Duration::from_secs(3600)).await.expect("answers");
+    let rest = world
+        .store
+        .sweep(100, Duration::from_secs(3600))
+        .await
+        .expect("answers");
     assert_eq!(rest.expired, 3);
 }
 

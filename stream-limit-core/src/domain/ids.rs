@@ -15,7 +15,10 @@ pub enum ParseError {
     #[error("user id must be a non-negative integer below 2^63")]
     UserId,
     /// The Session-Id is empty, too long, or holds characters outside visible ASCII.
-    #[error("session id must be 1 to {} visible ASCII characters", SessionId::MAX_LEN)]
+    #[error(
+        "session id must be 1 to {} visible ASCII characters",
+        SessionId::MAX_LEN
+    )]
     SessionId,
     /// The stream id is not a UUID.
     #[error("stream id must be a UUID")]
@@ -155,7 +158,9 @@ impl StreamId {
 
     /// Parses a client-supplied id (any UUID text form).
     pub fn parse(raw: &str) -> Result<Self, ParseError> {
-        Uuid::try_parse(raw).map(Self).map_err(|_| ParseError::StreamId)
+        Uuid::try_parse(raw)
+            .map(Self)
+            .map_err(|_| ParseError::StreamId)
     }
 
     /// The UUID itself.
@@ -212,7 +217,17 @@ mod tests {
     fn user_id_accepts_digits_only() {
         assert_eq!(UserId::parse("42").map(UserId::get), Ok(42));
         assert_eq!(UserId::parse("0").map(UserId::get), Ok(0));
-        for bad in ["", "-1", "+1", " 1", "1 ", "abc", "1.5", "9223372036854775808", "１２"] {
+        for bad in [
+            "",
+            "-1",
+            "+1",
+            " 1",
+            "1 ",
+            "abc",
+            "1.5",
+            "9223372036854775808",
+            "１２",
+        ] {
             assert_eq!(UserId::parse(bad), Err(ParseError::UserId), "{bad:?}");
         }
         assert!(UserId::parse("9223372036854775807").is_ok());
@@ -239,7 +254,10 @@ mod tests {
     #[test]
     fn viewer_text_form_round_trips() {
         for raw in ["user:7", "session:abc"] {
-            assert_eq!(ViewerId::parse(raw).map(|v| v.to_string()), Ok(raw.to_owned()));
+            assert_eq!(
+                ViewerId::parse(raw).map(|v| v.to_string()),
+                Ok(raw.to_owned())
+            );
         }
         assert!(ViewerId::parse("user:x").is_err());
         assert!(ViewerId::parse("7").is_err());

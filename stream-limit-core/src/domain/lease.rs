@@ -114,7 +114,9 @@ pub struct StreamRecord {
 impl StreamRecord {
     /// How long the stream counted.
     pub fn duration(&self) -> Duration {
-        (self.ended_at - self.started_at).to_std().unwrap_or_default()
+        (self.ended_at - self.started_at)
+            .to_std()
+            .unwrap_or_default()
     }
 }
 
@@ -124,7 +126,12 @@ mod tests {
 
     #[test]
     fn reason_names_round_trip() {
-        for r in [EndReason::Ended, EndReason::Expired, EndReason::Evicted, EndReason::Revoked] {
+        for r in [
+            EndReason::Ended,
+            EndReason::Expired,
+            EndReason::Evicted,
+            EndReason::Revoked,
+        ] {
             assert_eq!(EndReason::from_name(r.as_str()), Some(r));
         }
         assert_eq!(EndReason::from_name("nope"), None);

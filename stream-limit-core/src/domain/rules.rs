@@ -38,7 +38,11 @@ impl ViewerBook {
     pub fn start(&mut self, request: &StartRequest, now: Timestamp) -> StartOutcome {
         self.seen = true;
         self.expire(now);
-        if let Some(lease) = self.leases.iter().find(|l| l.stream_id == request.stream_id) {
+        if let Some(lease) = self
+            .leases
+            .iter()
+            .find(|l| l.stream_id == request.stream_id)
+        {
             return StartOutcome::Admitted(Admission {
                 lease: lease.clone(),
                 active_count: count(&self.leases),
@@ -141,7 +145,11 @@ impl ViewerBook {
 
     /// The leases active at `now`, oldest first.
     pub fn active(&self, now: Timestamp) -> Vec<Lease> {
-        self.leases.iter().filter(|l| l.is_active_at(now)).cloned().collect()
+        self.leases
+            .iter()
+            .filter(|l| l.is_active_at(now))
+            .cloned()
+            .collect()
     }
 
     /// Recent history, newest first, at most `max` entries.

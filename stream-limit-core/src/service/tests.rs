@@ -63,7 +63,10 @@ async fn a_client_named_stream_id_reaches_the_store_unchanged() {
 #[tokio::test]
 async fn store_failure_admits_degraded_when_failing_open() {
     let limiter = StreamLimiter::new(Arc::new(failing_store()), LimiterConfig::default());
-    match limiter.start(viewer(), Client::Heartbeating, StartOptions::default()).await {
+    match limiter
+        .start(viewer(), Client::Heartbeating, StartOptions::default())
+        .await
+    {
         Ok(StartOutcome::Admitted(a)) => {
             assert!(a.degraded);
             assert!(a.lease.expires_at > a.lease.started_at);
@@ -79,7 +82,9 @@ async fn store_failure_is_an_error_when_failing_closed() {
         ..LimiterConfig::default()
     };
     let limiter = StreamLimiter::new(Arc::new(failing_store()), config);
-    let result = limiter.start(viewer(), Client::Heartbeating, StartOptions::default()).await;
+    let result = limiter
+        .start(viewer(), Client::Heartbeating, StartOptions::default())
+        .await;
     assert!(matches!(result, Err(StoreError::Unavailable(_))));
 }
 

@@ -86,7 +86,9 @@ impl Default for InMemoryStore {
 
 impl std::fmt::Debug for InMemoryStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("InMemoryStore").field("shards", &self.shards.len()).finish()
+        f.debug_struct("InMemoryStore")
+            .field("shards", &self.shards.len())
+            .finish()
     }
 }
 

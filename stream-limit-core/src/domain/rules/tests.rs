@@ -84,9 +84,15 @@ fn heartbeat_names_why_a_lease_is_gone() {
     let mut book = ViewerBook::default();
     admitted(book.start(&request(1, OnLimit::Reject), t(0)));
     admitted(book.start(&request(2, OnLimit::Reject), t(30)));
-    assert_eq!(book.heartbeat(id(1), t(60)), HeartbeatOutcome::Gone(EndReason::Expired));
+    assert_eq!(
+        book.heartbeat(id(1), t(60)),
+        HeartbeatOutcome::Gone(EndReason::Expired)
+    );
     book.end(id(2), EndReason::Ended, t(61));
-    assert_eq!(book.heartbeat(id(2), t(62)), HeartbeatOutcome::Gone(EndReason::Ended));
+    assert_eq!(
+        book.heartbeat(id(2), t(62)),
+        HeartbeatOutcome::Gone(EndReason::Ended)
+    );
     assert_eq!(book.heartbeat(id(9), t(62)), HeartbeatOutcome::NotFound);
 }
 
@@ -99,7 +105,10 @@ fn evict_oldest_admits_and_evicts_the_least_recently_started() {
     let a = admitted(book.start(&request(4, OnLimit::EvictOldest), t(4)));
     assert_eq!(a.evicted, vec![id(1)]);
     assert_eq!(a.active_count, 3);
-    assert_eq!(book.heartbeat(id(1), t(5)), HeartbeatOutcome::Gone(EndReason::Evicted));
+    assert_eq!(
+        book.heartbeat(id(1), t(5)),
+        HeartbeatOutcome::Gone(EndReason::Evicted)
+    );
 }
 
 #[test]
@@ -156,13 +165,19 @@ fn ending_is_idempotent() {
     admitted(book.start(&request(1, OnLimit::Reject), t(0)));
     assert!(matches!(
         book.end(id(1), EndReason::Ended, t(1)),
-        EndOutcome::Ended { active_count: 0, .. }
+        EndOutcome::Ended {
+            active_count: 0,
+            ..
+        }
     ));
     assert_eq!(
         book.end(id(1), EndReason::Ended, t(2)),
         EndOutcome::AlreadyEnded(EndReason::Ended)
     );
-    assert_eq!(book.end(id(2), EndReason::Ended, t(2)), EndOutcome::NotFound);
+    assert_eq!(
+        book.end(id(2), EndReason::Ended, t(2)),
+        EndOutcome::NotFound
+    );
 }
 
 #[test]
@@ -176,7 +191,10 @@ fn end_oldest_ends_the_first_started_active_stream() {
     admitted(book.start(&request(1, OnLimit::Reject), t(0)));
     admitted(book.start(&request(2, OnLimit::Reject), t(1)));
     match book.end_oldest(t(2)) {
-        EndOldestOutcome::Ended { lease, active_count } => {
+        EndOldestOutcome::Ended {
+            lease,
+            active_count,
+        } => {
             assert_eq!(lease.stream_id, id(1));
             assert_eq!(active_count, 1);
         }

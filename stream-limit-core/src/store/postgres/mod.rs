@@ -56,7 +56,9 @@ pub struct PostgresStore {
 
 impl std::fmt::Debug for PostgresStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PostgresStore").field("pool", &self.pool.status()).finish()
+        f.debug_struct("PostgresStore")
+            .field("pool", &self.pool.status())
+            .finish()
     }
 }
 
@@ -73,7 +75,9 @@ impl PostgresStore {
             NoTls,
             // Fast: a broken connection surfaces as an error on use; the
             // `Verified` round trip on every checkout would double the cost.
-            ManagerConfig { recycling_method: RecyclingMethod::Fast },
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
         );
         let pool = Pool::builder(manager)
             .max_size(config.pool_size)
@@ -164,9 +168,15 @@ impl PostgresStore {
         Ok(client.query(&statement, params).await?)
     }
 
-    async fn sweep_count(&self, statement: &'static str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, PostgresError> {
+    async fn sweep_count(
+        &self,
+        statement: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, PostgresError> {
         let rows = self.query(statement, params).await?;
-        let row = rows.first().ok_or(PostgresError::Shape("sweep returned no count"))?;
+        let row = rows
+            .first()
+            .ok_or(PostgresError::Shape("sweep returned no count"))?;
         Ok(u64::from(rows::count(row, 0)?))
     }
 }
@@ -201,42 +211,74 @@ impl LeaseStore for PostgresStore {
         Ok(outcomes::start(&rows)?)
     }
 
-    async fn heartbeat(&self, viewer: &ViewerId, stream_id: StreamId) -> Result<HeartbeatOutcome, StoreError> {
+    async fn heartbeat(
+        &self,
+        viewer: &ViewerId,
+        stream_id: StreamId,
+    ) -> Result<HeartbeatOutcome, StoreError> {
         let viewer = viewer.to_string();
         let rows = self
-            .with_viewer_lock(&viewer, false, sql::HEARTBEAT, &[&viewer, stream_id.as_uuid()])
+            .with_viewer_lock(
+                &viewer,
+                false,
+                sql::HEARTBEAT,
+                &[&viewer, stream_id.as_uuid()],
+            )
             .await?;
         Ok(outcomes::heartbeat(&rows)?)
     }
 
-    async fn end(&self, viewer: &ViewerId, stream_id: StreamId, reason: EndReason) -> Result<EndOutcome, StoreError> {
+    async fn end(
+        &self,
+        viewer: &ViewerId,
+        stream_id: StreamId,
+        reason: EndReason,
+    ) -> Result<EndOutcome, StoreError> {
         let viewer = viewer.to_string();
         let rows = self
-            .with_viewer_lock(&viewer, false, sql::END, &[&viewer, stream_id.as_uuid(), &reason.as_str()])
+            .with_viewer_lock(
+                &viewer,
+                false,
+                sql::END,
+                &[&viewer, stream_id.as_uuid(), &reason.as_str()],
+            )
             .await?;
         Ok(outcomes::end(&rows)?)
     }
 
     async fn end_oldest(&self, viewer: &ViewerId) -> Result<EndOldestOutcome, StoreError> {
         let viewer = viewer.to_string();
-        let rows = self.with_viewer_lock(&viewer, false, sql::END_OLDEST, &[&viewer]).await?;
+        let rows = self
+            .with_viewer_lock(&viewer, false, sql::END_OLDEST, &[&viewer])
+            .await?;
         Ok(outcomes::end_oldest(&rows)?)
     }
 
     async fn active(&self, viewer: &ViewerId) -> Result<Vec<Lease>, StoreError> {
         let viewer = viewer.to_string();
         let rows = self.query(sql::ACTIVE, &[&viewer]).await?;
-        Ok(rows.iter().map(|row| rows::lease(row, 0)).collect::<Result<_, _>>()?)
+        Ok(rows
+            .iter()
+            .map(|row| rows::lease(row, 0))
+            .collect::<Result<_, _>>()?)
     }
 
-    async fn set_limit(&self, viewer: &ViewerId, limit: Option<MaxStreams>) -> Result<(), StoreError> {
+    async fn set_limit(
+        &self,
+        viewer: &ViewerId,
+        limit: Option<MaxStreams>,
+    ) -> Result<(), StoreError> {
         let viewer = viewer.to_string();
         let limit = limit.map(|l| i32::try_from(l.get()).unwrap_or(i32::MAX));
         self.query(sql::SET_LIMIT, &[&viewer, &limit]).await?;
         Ok(())
     }
 
-    async fn history(&self, viewer: &ViewerId, max: usize) -> Result<Vec<StreamRecord>, StoreError> {
+    async fn history(
+        &self,
+        viewer: &ViewerId,
+        max: usize,
+    ) -> Result<Vec<StreamRecord>, StoreError> {
         let viewer = viewer.to_string();
         let max = i64::try_from(max).unwrap_or(i64::MAX);
         let rows = self.query(sql::HISTORY, &[&viewer, &max]).await?;
@@ -247,14 +289,20 @@ impl LeaseStore for PostgresStore {
         let batch = i64::try_from(batch).unwrap_or(i64::MAX);
         let retention = millis(retention);
         let expired = self.sweep_count(sql::SWEEP_EXPIRED, &[&batch]).await?;
-        let purged = self.sweep_count(sql::SWEEP_HISTORY, &[&batch, &retention]).await?;
-        self.sweep_count(sql::SWEEP_VIEWERS, &[&batch, &retention]).await?;
+        let purged = self
+            .sweep_count(sql::SWEEP_HISTORY, &[&batch, &retention])
+            .await?;
+        self.sweep_count(sql::SWEEP_VIEWERS, &[&batch, &retention])
+            .await?;
         Ok(SweepReport { expired, purged })
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
         let client = self.pool.get().await.map_err(PostgresError::from)?;
-        client.simple_query("SELECT 1").await.map_err(PostgresError::from)?;
+        client
+            .simple_query("SELECT 1")
+            .await
+            .map_err(PostgresError::from)?;
         Ok(())
     }
 }

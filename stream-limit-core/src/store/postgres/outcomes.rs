@@ -28,7 +28,9 @@ pub(super) fn start(rows: &[Row]) -> Result<StartOutcome, PostgresError> {
         "prior" => match verdict.try_get::<_, Option<&str>>(10)? {
             Some(_) => Ok(StartOutcome::Gone(reason(verdict, 10)?)),
             None => Ok(StartOutcome::Admitted(Admission {
-                lease: leases.pop().ok_or(PostgresError::Shape("replay without lease"))?,
+                lease: leases
+                    .pop()
+                    .ok_or(PostgresError::Shape("replay without lease"))?,
                 active_count,
                 evicted: Vec::new(),
                 replayed: true,
@@ -38,7 +40,9 @@ pub(super) fn start(rows: &[Row]) -> Result<StartOutcome, PostgresError> {
         "admit" | "evict" => {
             evicted.sort_by_key(|l| (l.started_at, l.stream_id));
             Ok(StartOutcome::Admitted(Admission {
-                lease: leases.pop().ok_or(PostgresError::Shape("admission without lease"))?,
+                lease: leases
+                    .pop()
+                    .ok_or(PostgresError::Shape("admission without lease"))?,
                 active_count,
                 evicted: evicted.into_iter().map(|l| l.stream_id).collect(),
                 replayed: false,
@@ -52,7 +56,10 @@ pub(super) fn start(rows: &[Row]) -> Result<StartOutcome, PostgresError> {
                 .ok_or(PostgresError::Shape("limit out of range"))?;
             // UNION ALL gives no order; the contract lists oldest first.
             leases.sort_by_key(|l| (l.started_at, l.stream_id));
-            Ok(StartOutcome::Refused(Refusal { limit, active: leases }))
+            Ok(StartOutcome::Refused(Refusal {
+                limit,
+                active: leases,
+            }))
         }
         _ => Err(PostgresError::Shape("unknown start verdict")),
     }

@@ -19,7 +19,9 @@ pub(super) fn lease(row: &Row, at: usize) -> Result<Lease, PostgresError> {
         stream_id: row.try_get::<_, uuid::Uuid>(at)?.into(),
         started_at: row.try_get(at + 1)?,
         expires_at: row.try_get(at + 2)?,
-        ttl: Duration::from_millis(u64::try_from(ttl_ms).map_err(|_| PostgresError::Shape("negative ttl"))?),
+        ttl: Duration::from_millis(
+            u64::try_from(ttl_ms).map_err(|_| PostgresError::Shape("negative ttl"))?,
+        ),
         device_id: row.try_get::<_, Option<&str>>(at + 4)?.map(Box::from),
         content_id: row.try_get::<_, Option<&str>>(at + 5)?.map(Box::from),
     })

@@ -67,8 +67,18 @@ ON CONFLICT (viewer) DO UPDATE SET started = true WHERE EXCLUDED.started AND NOT
 macro_rules! lease_columns {
     ($t:literal) => {
         concat!(
-            $t, ".stream_id, ", $t, ".started_at, ", $t, ".expires_at, ", $t, ".ttl_ms, ",
-            $t, ".device_id, ", $t, ".content_id"
+            $t,
+            ".stream_id, ",
+            $t,
+            ".started_at, ",
+            $t,
+            ".expires_at, ",
+            $t,
+            ".ttl_ms, ",
+            $t,
+            ".device_id, ",
+            $t,
+            ".content_id"
         )
     };
 }
@@ -150,9 +160,13 @@ extended AS (
       FROM clock c WHERE l.viewer = $1 AND l.stream_id = $2 AND l.expires_at > c.now
     RETURNING l.*
 )
-SELECT 'extended' AS kind, ", lease_columns!("e"), ", NULL::text FROM extended e
+SELECT 'extended' AS kind, ",
+    lease_columns!("e"),
+    ", NULL::text FROM extended e
 UNION ALL
-SELECT 'gone', ", lease_columns!("l"), ", 'expired'
+SELECT 'gone', ",
+    lease_columns!("l"),
+    ", 'expired'
   FROM leases l, clock c WHERE l.viewer = $1 AND l.stream_id = $2 AND l.expires_at <= c.now
 UNION ALL
 SELECT 'gone', NULL, NULL, NULL, NULL, NULL, NULL, h.reason
@@ -223,7 +237,9 @@ SELECT 'known', NULL, NULL, NULL, NULL, NULL, NULL, NULL
 
 /// The viewer's live leases, oldest first. `$1` viewer.
 pub(super) const ACTIVE: &str = concat!(
-    "SELECT ", lease_columns!("l"), " FROM leases l
+    "SELECT ",
+    lease_columns!("l"),
+    " FROM leases l
  WHERE l.viewer = $1 AND l.expires_at > (SELECT stream_limit_now())
  ORDER BY l.started_at, l.stream_id"
 );
