@@ -4,7 +4,7 @@
 //! per-viewer lock; the Postgres store implements the same semantics in SQL,
 //! and the shared contract suite checks that both agree.
 
-use std::collections::VecDeque;
+use thin_vec::ThinVec;
 
 use super::ids::StreamId;
 use super::lease::{EndReason, Lease, StreamRecord, Timestamp};
@@ -29,8 +29,13 @@ pub struct ViewerBook {
     seen: bool,
     /// In start order (oldest first). May hold expired leases until the next
     /// operation or sweep moves them to history; they never count.
-    leases: Vec<Lease>,
-    history: VecDeque<StreamRecord>,
+    ///
+    /// `ThinVec` (one pointer, length on the heap) rather than `Vec` because a
+    /// book is stored inline in a hash map whose slack multiplies its size:
+    /// this halves the memory per active lease of the in-memory store.
+    leases: ThinVec<Lease>,
+    /// Oldest first, at most [`HISTORY_PER_VIEWER`].
+    history: ThinVec<StreamRecord>,
 }
 
 impl ViewerBook {
@@ -61,7 +66,7 @@ impl ViewerBook {
                 OnLimit::Reject => {
                     return StartOutcome::Refused(Refusal {
                         limit,
-                        active: self.leases.clone(),
+                        active: self.leases.to_vec(),
                     })
                 }
                 OnLimit::EvictOldest => {
@@ -160,16 +165,18 @@ impl ViewerBook {
     /// Moves every lease that is no longer active at `now` into history.
     /// Returns how many moved.
     pub fn expire(&mut self, now: Timestamp) -> u64 {
-        if self.leases.iter().all(|l| l.is_active_at(now)) {
-            return 0;
-        }
-        let (live, expired): (Vec<_>, Vec<_>) =
-            self.leases.drain(..).partition(|l| l.is_active_at(now));
-        self.leases = live;
-        let moved = expired.len() as u64;
-        for lease in expired {
-            let at = lease.expires_at;
-            self.remember(lease.into_record(at, EndReason::Expired));
+        let mut moved = 0;
+        let mut at = 0;
+        // In place, oldest first: a book holds a handful of leases.
+        while at < self.leases.len() {
+            if self.leases[at].is_active_at(now) {
+                at += 1;
+            } else {
+                let lease = self.leases.remove(at);
+                let expired_at = lease.expires_at;
+                self.remember(lease.into_record(expired_at, EndReason::Expired));
+                moved += 1;
+            }
         }
         moved
     }
@@ -196,9 +203,9 @@ impl ViewerBook {
 
     fn remember(&mut self, record: StreamRecord) {
         if self.history.len() >= HISTORY_PER_VIEWER {
-            self.history.pop_front();
+            self.history.remove(0);
         }
-        self.history.push_back(record);
+        self.history.push(record);
     }
 }
 
