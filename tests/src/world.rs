@@ -80,6 +80,7 @@ pub async fn migrated_store(db: &TestDatabase, pool_size: usize) -> PostgresStor
         url: db.url().to_owned(),
         pool_size,
         pool_timeout: Duration::from_secs(10),
+        query_timeout: Duration::from_secs(30),
     })
     .expect("valid pool configuration");
     store.migrate().await.expect("migrations apply");

@@ -97,7 +97,8 @@ impl Default for LeaseTerms {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OnStoreError {
-    /// Fail open: admit starts and extend heartbeats, marking the answer degraded.
+    /// Fail open: admit starts, marking the answer degraded. Heartbeats and
+    /// ends still report the failure (503): players keep playing through it.
     #[default]
     Allow,
     /// Fail closed: report the store as unavailable (HTTP 503).

@@ -16,6 +16,9 @@ pub enum PostgresError {
     /// No connection within the pool's wait timeout, or connecting failed.
     #[error("no database connection available")]
     Pool(#[source] deadpool_postgres::PoolError),
+    /// An operation outlived [`super::PostgresConfig::query_timeout`].
+    #[error("database operation timed out")]
+    Timeout,
     /// A statement failed.
     #[error("database statement failed")]
     Query(#[source] tokio_postgres::Error),
@@ -43,7 +46,7 @@ impl From<deadpool_postgres::PoolError> for PostgresError {
 impl From<PostgresError> for StoreError {
     fn from(error: PostgresError) -> Self {
         let unreachable = match &error {
-            PostgresError::Pool(_) => true,
+            PostgresError::Pool(_) | PostgresError::Timeout => true,
             // A closed connection or a network failure: the store is unreachable, not wrong.
             PostgresError::Query(e) => e.is_closed() || e.code().is_none(),
             _ => false,

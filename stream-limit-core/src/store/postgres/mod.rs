@@ -46,12 +46,17 @@ pub struct PostgresConfig {
     /// Longest wait for a connection (and for connecting), so an unreachable
     /// database yields an answer in bounded time.
     pub pool_timeout: Duration,
+    /// Longest time one operation may take once it has a connection (a hung
+    /// network, a long lock queue). On expiry the connection is discarded and
+    /// the caller gets [`StoreError::Unavailable`].
+    pub query_timeout: Duration,
 }
 
 /// Leases in Postgres, shared by every instance that points at the database.
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: Pool,
+    query_timeout: Duration,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -87,7 +92,10 @@ impl PostgresStore {
             .runtime(Runtime::Tokio1)
             .build()
             .map_err(PostgresError::Build)?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            query_timeout: config.query_timeout,
+        })
     }
 
     /// Applies the embedded migrations (the top-level `migrations/` folder).
@@ -122,7 +130,10 @@ impl PostgresStore {
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<Row>, PostgresError> {
         let client = self.pool.get().await?;
-        let result = Self::pipeline(&client, viewer, is_start, decide, params).await;
+        let pipeline = Self::pipeline(&client, viewer, is_start, decide, params);
+        let result = tokio::time::timeout(self.query_timeout, pipeline)
+            .await
+            .unwrap_or(Err(PostgresError::Timeout));
         if result.is_err() {
             // The transaction may still be open on this connection (a statement
             // can fail before COMMIT was sent). Closing the connection makes the
@@ -164,8 +175,18 @@ impl PostgresStore {
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<Row>, PostgresError> {
         let client = self.pool.get().await?;
-        let statement = client.prepare_cached(statement).await?;
-        Ok(client.query(&statement, params).await?)
+        let run = async {
+            let statement = client.prepare_cached(statement).await?;
+            Ok(client.query(&statement, params).await?)
+        };
+        let result = tokio::time::timeout(self.query_timeout, run)
+            .await
+            .unwrap_or(Err(PostgresError::Timeout));
+        if matches!(result, Err(PostgresError::Timeout)) {
+            // The connection may be stuck mid-query; never hand it out again.
+            drop(Object::take(client));
+        }
+        result
     }
 
     async fn sweep_count(

@@ -1,0 +1,134 @@
+//! Every route of the public listener, registered in [`configure`]; the admin
+//! listener's in `admin::configure`.
+//!
+//! - `health`: `/health`, `/health/ready`.
+//! - `seed`: the seed contract, `/api`, `/api/startstream/{id}`, `/api/endstream/{id}`.
+//! - `watch`: the gateway's `/watch` routes, keyed by `Session-Id`.
+//! - `users`: REST leases of numeric users.
+//! - `streams`: what `/watch` and `/api/users` share: one outcome → response
+//!   mapping, parameterised by `streams::ViewerRoute`.
+//! - `admin`: the operator listener.
+//!
+//! Unknown paths answer `404 {"msg":"Route not found"}`; a known path with
+//! another method answers `405 {"msg":"Method not allowed"}`. `HEAD` is served
+//! wherever `GET` is (actix drops the body).
+
+pub(crate) mod admin;
+mod health;
+mod seed;
+mod streams;
+mod users;
+mod watch;
+
+use actix_web::{guard, web, HttpResponse, Resource, ResponseError, Route};
+
+use crate::error::ApiError;
+use crate::extract::{PathUser, SessionHeader};
+
+/// Every public route, as `/api` lists it: `"METHOD /path"` → what it does.
+/// Keep in step with [`configure`]; a test checks each one answers.
+pub(crate) const ROUTES: &[(&str, &str)] = &[
+    ("GET /api", "this list of routes"),
+    ("GET /health", "liveness: 200 while the process serves"),
+    (
+        "GET /health/ready",
+        "readiness: 200 when the store answers, 503 when not",
+    ),
+    (
+        "GET /api/startstream/:user_id",
+        "start a stream for a numeric user (?streamId= to retry idempotently)",
+    ),
+    (
+        "GET /api/endstream/:user_id",
+        "end the user's oldest stream, or ?streamId= one stream",
+    ),
+    (
+        "GET /watch",
+        "start a stream for the Session-Id header's viewer (?streamId, ?deviceId, ?contentId)",
+    ),
+    (
+        "GET /watch/streams",
+        "the Session-Id viewer's active streams",
+    ),
+    (
+        "POST /watch/streams/:stream_id/heartbeat",
+        "extend a Session-Id viewer's lease",
+    ),
+    (
+        "DELETE /watch/streams/:stream_id",
+        "end a Session-Id viewer's stream (idempotent)",
+    ),
+    (
+        "POST /api/users/:user_id/streams",
+        "start a stream for a numeric user (JSON body optional)",
+    ),
+    (
+        "GET /api/users/:user_id/streams",
+        "a numeric user's active streams",
+    ),
+    (
+        "POST /api/users/:user_id/streams/:stream_id/heartbeat",
+        "extend a numeric user's lease",
+    ),
+    (
+        "DELETE /api/users/:user_id/streams/:stream_id",
+        "end a numeric user's stream (idempotent)",
+    ),
+];
+
+/// Registers the public routes and the JSON 404 for unknown paths.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/health").route(read().to(health::live)))
+        .service(resource("/health/ready").route(read().to(health::ready)))
+        .service(resource("/api").route(read().to(seed::index)))
+        .service(resource("/api/startstream/{user_id}").route(read().to(seed::start)))
+        .service(resource("/api/endstream/{user_id}").route(read().to(seed::end)))
+        .service(
+            web::scope("/watch")
+                .wrap(actix_web::middleware::from_fn(watch::echo_session_id))
+                .service(resource("").route(read().to(watch::start)))
+                .service(resource("/streams").route(read().to(streams::list::<SessionHeader>)))
+                .service(
+                    resource("/streams/{stream_id}/heartbeat")
+                        .route(web::post().to(streams::heartbeat::<SessionHeader>)),
+                )
+                .service(
+                    resource("/streams/{stream_id}")
+                        .route(web::delete().to(streams::end::<SessionHeader>)),
+                ),
+        )
+        .service(
+            resource("/api/users/{user_id}/streams")
+                .route(web::post().to(users::start))
+                .route(read().to(streams::list::<PathUser>)),
+        )
+        .service(
+            resource("/api/users/{user_id}/streams/{stream_id}/heartbeat")
+                .route(web::post().to(streams::heartbeat::<PathUser>)),
+        )
+        .service(
+            resource("/api/users/{user_id}/streams/{stream_id}")
+                .route(web::delete().to(streams::end::<PathUser>)),
+        )
+        .default_service(web::to(route_not_found));
+}
+
+/// A resource whose other methods answer the JSON 405.
+pub(crate) fn resource(path: &str) -> Resource {
+    web::resource(path).default_service(web::to(method_not_allowed))
+}
+
+/// A route for `GET` and `HEAD`.
+pub(crate) fn read() -> Route {
+    web::route().guard(guard::Any(guard::Get()).or(guard::Head()))
+}
+
+/// The default service: `404 {"msg":"Route not found"}`.
+pub(crate) async fn route_not_found() -> HttpResponse {
+    ApiError::RouteNotFound.error_response()
+}
+
+/// A resource's default service: `405 {"msg":"Method not allowed"}`.
+pub(crate) async fn method_not_allowed() -> HttpResponse {
+    ApiError::MethodNotAllowed.error_response()
+}

@@ -1,0 +1,239 @@
+//! [`Application`]: the listeners, the app factories and the sweeper, built
+//! from [`Settings`] and run until a signal stops them.
+
+use std::io;
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::middleware::{from_fn, Condition};
+use actix_web::{web, App, HttpServer};
+use secrecy::SecretString;
+use stream_limit_core::{spawn_sweeper, StreamLimiter};
+use tokio::task::JoinHandle;
+
+use crate::middleware::{access_log, access_log_enabled, json_errors};
+use crate::routes::admin::{self, AdminKey};
+use crate::settings::{ServerSettings, Settings};
+use crate::store::StoreSetupError;
+use crate::{extract, routes};
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// The configured store could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreSetupError),
+    /// A listener could not be bound.
+    #[error("could not listen on {address}")]
+    Bind {
+        /// `host:port` as configured.
+        address: String,
+        /// The operating system's reason.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// The running service: the public listener, the optional admin listener and
+/// the background sweeper. Build it, read [`Application::port`], then await
+/// [`Application::run_until_stopped`].
+pub struct Application {
+    port: u16,
+    admin_port: Option<u16>,
+    server: Server,
+    admin: Option<Server>,
+    sweeper: AbortOnDrop,
+}
+
+/// Stops an [`Application`] from elsewhere (tests, embedding).
+#[derive(Clone)]
+pub struct StopHandle(ServerHandle);
+
+impl StopHandle {
+    /// Stops the public listener (gracefully: in-flight requests finish within
+    /// `server.shutdown_timeout_secs`); the admin listener and the sweeper follow.
+    pub async fn stop(&self, graceful: bool) {
+        self.0.stop(graceful).await;
+    }
+}
+
+impl Application {
+    /// Opens the store named by `settings` (see [`crate::store::open`]) and binds
+    /// the listeners. Port `0` binds a free port.
+    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        let store = crate::store::open(&settings).await?;
+        let limiter = StreamLimiter::new(store, settings.limiter_config());
+        Self::with_limiter(settings, limiter).await
+    }
+
+    /// Like [`Application::build`] with a limiter made by the caller: tests pass
+    /// an `InMemoryStore` on a `ManualClock`, or a mock store. The limiter's own
+    /// configuration is used; `settings.limits` is not consulted.
+    /// Must run inside a tokio runtime (it spawns the sweeper).
+    pub async fn with_limiter(
+        settings: Settings,
+        limiter: StreamLimiter,
+    ) -> Result<Self, StartupError> {
+        let limiter = web::Data::new(limiter);
+        let sweeper = AbortOnDrop(spawn_sweeper(
+            Arc::clone(limiter.store()),
+            settings.sweeper_config(),
+        ));
+
+        // Bind everything before starting any server, so that a failed bind
+        // leaves no worker threads behind.
+        let listener = bind(&settings.server.host, settings.server.port)?;
+        let port = local_port(&listener, &settings.server.host)?;
+        let admin_listener = match &settings.admin.api_key {
+            None => {
+                tracing::info!("admin.api_key is not set: the admin listener is disabled");
+                None
+            }
+            Some(key) => {
+                let admin_listener = bind(&settings.admin.host, settings.admin.port)?;
+                let admin_port = local_port(&admin_listener, &settings.admin.host)?;
+                Some((admin_listener, admin_port, key.clone()))
+            }
+        };
+
+        let server = public_server(listener, &settings.server, limiter.clone())
+            .map_err(|source| bind_error(&settings.server.host, port, source))?;
+        let (admin, admin_port) = match admin_listener {
+            None => (None, None),
+            Some((admin_listener, admin_port, key)) => {
+                let admin = admin_server(admin_listener, &settings.server, limiter.clone(), key)
+                    .map_err(|source| bind_error(&settings.admin.host, admin_port, source))?;
+                (Some(admin), Some(admin_port))
+            }
+        };
+        tracing::info!(
+            host = %settings.server.host, port, admin_port,
+            limits = ?limiter.config(),
+            "stream-limit listening"
+        );
+        Ok(Self {
+            port,
+            admin_port,
+            server,
+            admin,
+            sweeper,
+        })
+    }
+
+    /// The public listener's port (the bound one, when configured as `0`).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The admin listener's port, or `None` when no `admin.api_key` is set.
+    pub fn admin_port(&self) -> Option<u16> {
+        self.admin_port
+    }
+
+    /// A handle that stops this application.
+    pub fn stop_handle(&self) -> StopHandle {
+        StopHandle(self.server.handle())
+    }
+
+    /// Serves until SIGTERM (graceful: in-flight requests get
+    /// `server.shutdown_timeout_secs`), SIGINT/SIGQUIT (immediate) or a
+    /// [`StopHandle`]. Then stops the admin listener and the sweeper.
+    pub async fn run_until_stopped(self) -> io::Result<()> {
+        let Self {
+            server,
+            admin,
+            sweeper,
+            ..
+        } = self;
+        let admin = admin.map(|admin| (admin.handle(), tokio::spawn(admin)));
+        let result = server.await;
+        if let Some((handle, task)) = admin {
+            handle.stop(true).await;
+            match task.await {
+                Ok(Err(error)) => tracing::error!(%error, "admin listener failed"),
+                Err(error) => tracing::error!(%error, "admin listener task failed"),
+                Ok(Ok(())) => {}
+            }
+        }
+        drop(sweeper);
+        tracing::info!("stream-limit stopped");
+        result
+    }
+}
+
+/// Aborts the sweeper when the application goes away, however it goes.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+fn bind(host: &str, port: u16) -> Result<TcpListener, StartupError> {
+    TcpListener::bind((host, port)).map_err(|source| bind_error(host, port, source))
+}
+
+fn local_port(listener: &TcpListener, host: &str) -> Result<u16, StartupError> {
+    listener
+        .local_addr()
+        .map(|address| address.port())
+        .map_err(|source| bind_error(host, 0, source))
+}
+
+fn bind_error(host: &str, port: u16, source: io::Error) -> StartupError {
+    StartupError::Bind {
+        address: format!("{host}:{port}"),
+        source,
+    }
+}
+
+fn public_server(
+    listener: TcpListener,
+    server: &ServerSettings,
+    limiter: web::Data<StreamLimiter>,
+) -> io::Result<Server> {
+    let max_body = server.max_body_bytes;
+    let log_requests = access_log_enabled();
+    let mut http = HttpServer::new(move || {
+        App::new()
+            .app_data(limiter.clone())
+            .configure(extract::configure(max_body))
+            .configure(routes::configure)
+            .wrap(json_errors())
+            .wrap(Condition::new(log_requests, from_fn(access_log)))
+    })
+    .shutdown_timeout(server.shutdown_timeout_secs)
+    .listen(listener)?;
+    if server.workers > 0 {
+        http = http.workers(server.workers);
+    }
+    Ok(http.run())
+}
+
+/// The admin app: one worker, no signal handling of its own
+/// ([`Application::run_until_stopped`] stops it after the public listener).
+fn admin_server(
+    listener: TcpListener,
+    server: &ServerSettings,
+    limiter: web::Data<StreamLimiter>,
+    key: SecretString,
+) -> io::Result<Server> {
+    let max_body = server.max_body_bytes;
+    let key = AdminKey(key);
+    let http = HttpServer::new(move || {
+        App::new()
+            .app_data(limiter.clone())
+            .app_data(key.clone())
+            .configure(extract::configure(max_body))
+            .configure(admin::configure)
+            .wrap(from_fn(admin::require_api_key))
+            .wrap(json_errors())
+    })
+    .workers(1)
+    .disable_signals()
+    .shutdown_timeout(server.shutdown_timeout_secs)
+    .listen(listener)?;
+    Ok(http.run())
+}

@@ -1,0 +1,68 @@
+//! Choosing the lease store from [`Settings`]: in memory without a
+//! `store.database_url`, Postgres with one.
+
+use std::sync::Arc;
+
+use std::time::Duration;
+
+use secrecy::ExposeSecret;
+use stream_limit_core::store::postgres::{PostgresConfig, PostgresStore};
+use stream_limit_core::{InMemoryStore, LeaseStore};
+
+use crate::settings::Settings;
+
+/// Why the configured store could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreSetupError {
+    /// `migrate` was asked for without a database.
+    #[error("store.database_url / DATABASE_URL is not set: there is no database to migrate")]
+    NoDatabase,
+    /// The Postgres store could not be configured, connected or migrated.
+    #[error("could not open the Postgres store")]
+    Postgres(#[from] stream_limit_core::store::postgres::PostgresError),
+}
+
+/// The store named by the settings. Without a database URL this is an
+/// [`InMemoryStore`], and the log says loudly that only one instance may run.
+pub async fn open(settings: &Settings) -> Result<Arc<dyn LeaseStore>, StoreSetupError> {
+    match &settings.store.database_url {
+        None => {
+            tracing::warn!(
+                "store.database_url / DATABASE_URL is not set: using the IN-MEMORY store. \
+                 Leases live in this process only; run a SINGLE instance, or set DATABASE_URL \
+                 so that every instance shares one limit."
+            );
+            Ok(Arc::new(InMemoryStore::new()))
+        }
+        Some(_) => connect(settings).await,
+    }
+}
+
+/// Connects to Postgres at `store.database_url` with `store.pool_size` and
+/// the store timeouts, applies migrations, and returns the store.
+pub async fn connect(settings: &Settings) -> Result<Arc<dyn LeaseStore>, StoreSetupError> {
+    let store = postgres(settings)?;
+    let applied = store.migrate().await?;
+    tracing::info!(applied, "connected to Postgres; migrations up to date");
+    Ok(Arc::new(store))
+}
+
+/// Applies the embedded migrations and returns how many were new: the
+/// `migrate` command, for operators who migrate as a separate step.
+pub async fn migrate(settings: &Settings) -> Result<usize, StoreSetupError> {
+    Ok(postgres(settings)?.migrate().await?)
+}
+
+fn postgres(settings: &Settings) -> Result<PostgresStore, StoreSetupError> {
+    let url = settings
+        .store
+        .database_url
+        .as_ref()
+        .ok_or(StoreSetupError::NoDatabase)?;
+    Ok(PostgresStore::connect(&PostgresConfig {
+        url: url.expose_secret().to_owned(),
+        pool_size: settings.store.pool_size,
+        pool_timeout: Duration::from_millis(settings.store.pool_timeout_ms),
+        query_timeout: Duration::from_millis(settings.store.query_timeout_ms),
+    })?)
+}

@@ -1,0 +1,126 @@
+//! Unknown routes, wrong methods, oversized and malformed input: always JSON, never 5xx.
+
+use reqwest::{Method, StatusCode};
+
+use crate::helpers::*;
+
+const NOT_FOUND: &str = r#"{"msg":"Route not found"}"#;
+const NOT_ALLOWED: &str = r#"{"msg":"Method not allowed"}"#;
+
+#[tokio::test]
+async fn unknown_paths_are_404_route_not_found() {
+    let app = spawn_app().await;
+    for path in [
+        "/",
+        "/nope",
+        "/api/",
+        "/api/startstream",
+        "/api/startstream/",
+        "/api/startstream/1/extra",
+        "/api/users/1",
+        "/healthz",
+        "/watch/nope",
+        "/%FF%FE",
+        "/api/startstream/1/%2e%2e/%2e%2e/etc/passwd",
+    ] {
+        exact(app.get(path).await, StatusCode::NOT_FOUND, NOT_FOUND).await;
+    }
+    exact(
+        app.request(Method::POST, "/nope").await,
+        StatusCode::NOT_FOUND,
+        NOT_FOUND,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn wrong_methods_on_other_routes_are_405_json_too() {
+    let app = spawn_app().await;
+    let stream = uuid::Uuid::new_v4();
+    for (method, path) in [
+        (Method::POST, "/health".to_owned()),
+        (Method::DELETE, "/health/ready".to_owned()),
+        (Method::POST, "/watch".to_owned()),
+        (Method::PUT, "/watch/streams".to_owned()),
+        (Method::GET, format!("/watch/streams/{stream}/heartbeat")),
+        (Method::PUT, "/api/users/1/streams".to_owned()),
+        (Method::GET, format!("/api/users/1/streams/{stream}")),
+    ] {
+        exact(
+            app.request(method, &path).await,
+            StatusCode::METHOD_NOT_ALLOWED,
+            NOT_ALLOWED,
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_413_json() {
+    let mut settings = test_settings();
+    settings.server.max_body_bytes = 256;
+    let app = spawn_with(settings).await;
+    let body = format!(r#"{{"deviceId":"{}"}}"#, "a".repeat(1000));
+    let response = app
+        .client
+        .post(app.url("/api/users/1/streams"))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .expect("sent");
+    exact(
+        response,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        r#"{"msg":"request body too large","code":"payload_too_large"}"#,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn malformed_json_and_query_strings_are_400_json() {
+    let app = spawn_app().await;
+    for body in [
+        "{",
+        "[]",
+        r#"{"streamId": 5}"#,
+        r#"{"deviceId": {"a": 1}}"#,
+        "\u{0}",
+    ] {
+        let response = app
+            .client
+            .post(app.url("/api/users/1/streams"))
+            .body(body)
+            .send()
+            .await
+            .expect("sent");
+        let json = json(response, StatusCode::BAD_REQUEST).await;
+        assert_eq!(json["code"], "bad_request", "{body}: {json}");
+    }
+    let json = json(
+        app.get("/api/startstream/1?streamId=%FF%FE").await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    assert!(json["msg"].is_string());
+}
+
+#[tokio::test]
+async fn hostile_headers_never_produce_a_5xx() {
+    let app = spawn_app().await;
+    for value in ["%00", "' OR 1=1 --", "<script>", &"x".repeat(8000)] {
+        let response = app
+            .client
+            .post(app.url("/api/users/1/streams"))
+            .header("Idempotency-Key", value)
+            .send()
+            .await
+            .expect("sent");
+        assert!(
+            !response.status().is_server_error(),
+            "{value}: {}",
+            response.status()
+        );
+        assert_json_type(&response);
+    }
+}
