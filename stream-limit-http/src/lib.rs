@@ -9,6 +9,7 @@
 //! - [`startup`]: [`Application`]: binds the listeners, runs until a signal.
 //! - [`store`]: picks the store (in memory, or Postgres when configured).
 //! - [`telemetry`]: `tracing` setup (text or JSON).
+//! - [`metrics`]: Prometheus metrics (`GET /metrics`), recorded by a store decorator.
 //! - `routes`: every route, registered by [`routes::configure`]; one module per area
 //!   (`health`, `seed`, `watch`, `users`, shared `streams`, `admin`).
 //! - `extract`: HTTP input → domain types, once, at the edge.
@@ -18,6 +19,7 @@
 
 mod error;
 mod extract;
+pub mod metrics;
 mod middleware;
 mod respond;
 pub mod routes;

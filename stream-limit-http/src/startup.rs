@@ -12,6 +12,7 @@ use secrecy::SecretString;
 use stream_limit_core::{spawn_sweeper, StreamLimiter};
 use tokio::task::JoinHandle;
 
+use crate::metrics::{InstrumentedStore, Metrics};
 use crate::middleware::{access_log, access_log_enabled, json_errors};
 use crate::routes::admin::{self, AdminKey};
 use crate::settings::{ServerSettings, Settings};
@@ -24,6 +25,9 @@ pub enum StartupError {
     /// The configured store could not be opened.
     #[error(transparent)]
     Store(#[from] StoreSetupError),
+    /// The metrics registry could not be set up.
+    #[error("could not set up metrics")]
+    Metrics(#[source] prometheus::Error),
     /// A listener could not be bound.
     #[error("could not listen on {address}")]
     Bind {
@@ -75,7 +79,11 @@ impl Application {
         settings: Settings,
         limiter: StreamLimiter,
     ) -> Result<Self, StartupError> {
-        let limiter = web::Data::new(limiter);
+        let metrics = Metrics::new().map_err(StartupError::Metrics)?;
+        // Every store, whatever the caller built, is measured the same way.
+        let store = InstrumentedStore::new(Arc::clone(limiter.store()), Arc::clone(&metrics));
+        let limiter = web::Data::new(StreamLimiter::new(Arc::new(store), *limiter.config()));
+        let metrics = web::Data::new(metrics);
         let sweeper = AbortOnDrop(spawn_sweeper(
             Arc::clone(limiter.store()),
             settings.sweeper_config(),
@@ -97,7 +105,7 @@ impl Application {
             }
         };
 
-        let server = public_server(listener, &settings.server, limiter.clone())
+        let server = public_server(listener, &settings.server, limiter.clone(), metrics)
             .map_err(|source| bind_error(&settings.server.host, port, source))?;
         let (admin, admin_port) = match admin_listener {
             None => (None, None),
@@ -193,12 +201,14 @@ fn public_server(
     listener: TcpListener,
     server: &ServerSettings,
     limiter: web::Data<StreamLimiter>,
+    metrics: web::Data<Arc<Metrics>>,
 ) -> io::Result<Server> {
     let max_body = server.max_body_bytes;
     let log_requests = access_log_enabled();
     let mut http = HttpServer::new(move || {
         App::new()
             .app_data(limiter.clone())
+            .app_data(metrics.clone())
             .configure(extract::configure(max_body))
             .configure(routes::configure)
             .wrap(json_errors())

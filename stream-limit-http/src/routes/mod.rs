@@ -34,6 +34,7 @@ pub(crate) const ROUTES: &[(&str, &str)] = &[
         "GET /health/ready",
         "readiness: 200 when the store answers, 503 when not",
     ),
+    ("GET /metrics", "Prometheus metrics (text format)"),
     (
         "GET /api/startstream/:user_id",
         "start a stream for a numeric user (?streamId= to retry idempotently)",
@@ -80,6 +81,7 @@ pub(crate) const ROUTES: &[(&str, &str)] = &[
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/health").route(read().to(health::live)))
         .service(resource("/health/ready").route(read().to(health::ready)))
+        .service(resource("/metrics").route(read().to(crate::metrics::serve)))
         .service(resource("/api").route(read().to(seed::index)))
         .service(resource("/api/startstream/{user_id}").route(read().to(seed::start)))
         .service(resource("/api/endstream/{user_id}").route(read().to(seed::end)))

@@ -8,6 +8,7 @@ mod errors;
 mod health;
 mod helpers;
 mod lifecycle;
+mod metrics;
 mod policies;
 mod seed;
 mod users;
