@@ -414,14 +414,41 @@ async fn a_sweep_touches_at_most_its_batch(world: World) {
     assert_eq!(rest.expired, 3);
 }
 
-/// Runs each scenario once per store.
+async fn sixty_simultaneous_starts_admit_exactly_the_limit(world: World) {
+    let viewer = user("30");
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(60));
+    let tasks: Vec<_> = (0..60)
+        .map(|_| {
+            let (store, barrier) = (world.store.clone(), barrier.clone());
+            let request = request(&viewer, StreamId::random(), OnLimit::Reject);
+            tokio::spawn(async move {
+                barrier.wait().await;
+                store.start(&request).await.expect("store answers")
+            })
+        })
+        .collect();
+    let mut admitted = 0;
+    for task in tasks {
+        if let StartOutcome::Admitted(a) = task.await.expect("task ran") {
+            assert!(a.active_count <= 3);
+            admitted += 1;
+        }
+    }
+    assert_eq!(admitted, 3);
+    assert_eq!(world.store.active(&viewer).await.expect("answers").len(), 3);
+}
+
+/// Runs each scenario once per store, on a multi-threaded runtime so that
+/// concurrent scenarios really interleave.
 macro_rules! contract_suite {
     ($($scenario:ident),* $(,)?) => {
         mod memory {
-            $(#[tokio::test] async fn $scenario() { super::$scenario(super::World::memory()).await })*
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+              async fn $scenario() { super::$scenario(super::World::memory()).await })*
         }
         mod postgres {
-            $(#[tokio::test] async fn $scenario() { super::$scenario(super::World::postgres().await).await })*
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+              async fn $scenario() { super::$scenario(super::World::postgres().await).await })*
         }
     };
 }
@@ -440,4 +467,5 @@ contract_suite!(
     a_session_and_a_user_with_the_same_text_never_share_a_count,
     history_keeps_every_reason_newest_first_and_is_purged_after_retention,
     a_sweep_touches_at_most_its_batch,
+    sixty_simultaneous_starts_admit_exactly_the_limit,
 );

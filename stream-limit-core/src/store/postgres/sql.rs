@@ -83,6 +83,21 @@ macro_rules! lease_columns {
     };
 }
 
+/// A CTE body that records the leases returned by CTE `$from` in history,
+/// ended now (`c.now` of the `clock` CTE) for `$reason` (an SQL expression).
+/// A stream id is in `leases` or in `stream_history`, never both, so the
+/// conflict clause only guards against a bug turning into a failed request.
+macro_rules! record_in_history {
+    ($from:literal, $reason:literal) => {
+        concat!(
+            "INSERT INTO stream_history (viewer, stream_id, started_at, ended_at, reason, device_id, content_id)
+    SELECT e.viewer, e.stream_id, e.started_at, c.now, ", $reason, ", e.device_id, e.content_id
+      FROM ", $from, " e, clock c
+    ON CONFLICT (viewer, stream_id) DO NOTHING"
+        )
+    };
+}
+
 /// Decides a start (run after [`LOCK_VIEWER`]).
 ///
 /// `$1` viewer, `$2` stream id, `$3` ttl in ms, `$4` default limit,
@@ -122,12 +137,7 @@ evicted AS (
        AND a.age <= d.before - d.n + 1
     RETURNING l.*
 ),
-evicted_history AS (
-    INSERT INTO stream_history (viewer, stream_id, started_at, ended_at, reason, device_id, content_id)
-    SELECT e.viewer, e.stream_id, e.started_at, c.now, 'evicted', e.device_id, e.content_id
-      FROM evicted e, clock c
-    ON CONFLICT (viewer, stream_id) DO NOTHING
-),
+evicted_history AS (", record_in_history!("evicted", "'evicted'"), "),
 admitted AS (
     INSERT INTO leases (viewer, stream_id, started_at, expires_at, ttl_ms, device_id, content_id)
     SELECT $1, $2, c.now, c.now + $3::bigint * interval '1 millisecond', $3::bigint, $6, $7
@@ -185,12 +195,7 @@ ended AS (
      WHERE l.viewer = $1 AND l.stream_id = $2 AND l.expires_at > c.now
     RETURNING l.*
 ),
-recorded AS (
-    INSERT INTO stream_history (viewer, stream_id, started_at, ended_at, reason, device_id, content_id)
-    SELECT e.viewer, e.stream_id, e.started_at, c.now, $3::text, e.device_id, e.content_id
-      FROM ended e, clock c
-    ON CONFLICT (viewer, stream_id) DO NOTHING
-)
+recorded AS (", record_in_history!("ended", "$3::text"), ")
 SELECT 'ended' AS kind, ", lease_columns!("e"), ", NULL::text,
        -- The scan below sees the snapshot before the DELETE, so it still counts the ended lease.
        (SELECT count(*) - 1 FROM leases l, clock c WHERE l.viewer = $1 AND l.expires_at > c.now)
@@ -218,12 +223,7 @@ ended AS (
     DELETE FROM leases l USING oldest o WHERE l.viewer = $1 AND l.stream_id = o.stream_id
     RETURNING l.*
 ),
-recorded AS (
-    INSERT INTO stream_history (viewer, stream_id, started_at, ended_at, reason, device_id, content_id)
-    SELECT e.viewer, e.stream_id, e.started_at, c.now, 'ended', e.device_id, e.content_id
-      FROM ended e, clock c
-    ON CONFLICT (viewer, stream_id) DO NOTHING
-)
+recorded AS (", record_in_history!("ended", "'ended'"), ")
 SELECT 'ended' AS kind, ", lease_columns!("e"), ",
        (SELECT count(*) - 1 FROM leases l, clock c WHERE l.viewer = $1 AND l.expires_at > c.now)
   FROM ended e
