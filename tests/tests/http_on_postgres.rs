@@ -168,3 +168,119 @@ async fn every_seed_route_answers_the_same_on_postgres_as_in_memory() {
         Value::Bool(false)
     );
 }
+
+/// Cuts every connection to `db` and refuses new ones (or lets them back in).
+async fn set_reachable(admin: &tokio_postgres::Client, db: &str, reachable: bool) {
+    admin
+        .batch_execute(&format!(
+            "ALTER DATABASE \"{db}\" ALLOW_CONNECTIONS {reachable}"
+        ))
+        .await
+        .expect("toggle connections");
+    if !reachable {
+        admin
+            .execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+                &[&db],
+            )
+            .await
+            .expect("terminate backends");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn when_the_database_goes_away_answers_stay_fast_and_json_and_recover() {
+    let db = fresh_database().await;
+    let timeouts = [
+        ("DATABASE_URL", db.url()),
+        ("STREAM_LIMIT__STORE__POOL_TIMEOUT_MS", "500"),
+        ("STREAM_LIMIT__STORE__QUERY_TIMEOUT_MS", "500"),
+    ];
+    let open = Service::spawn(&timeouts).await;
+    let closed = Service::spawn(&[
+        timeouts[0],
+        timeouts[1],
+        timeouts[2],
+        ("STREAM_LIMIT__LIMITS__ON_STORE_ERROR", "deny"),
+    ])
+    .await;
+    let admin = connect(&stream_limit_tests::postgres::server_url()).await;
+    let http = Client::new();
+    set_reachable(&admin, db.name(), false).await;
+
+    for _ in 0..3 {
+        let started = std::time::Instant::now();
+        let response = http
+            .get(open.url("/api/startstream/1"))
+            .send()
+            .await
+            .expect("answers");
+        assert_eq!(response.status(), StatusCode::OK);
+        let body: Value = response.json().await.expect("JSON");
+        assert_eq!(
+            body["streamStatus"]["isNewStreamAllowed"],
+            Value::Bool(true)
+        );
+        assert_eq!(
+            body["streamStatus"]["degraded"],
+            Value::Bool(true),
+            "fail-open answers say so"
+        );
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(3),
+            "bounded: {:?}",
+            started.elapsed()
+        );
+
+        let response = http
+            .get(closed.url("/api/startstream/1"))
+            .send()
+            .await
+            .expect("answers");
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body: Value = response.json().await.expect("JSON");
+        assert_eq!(
+            body["msg"], "store unavailable",
+            "no driver detail leaks: {body}"
+        );
+    }
+    let ready = http
+        .get(open.url("/health/ready"))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let live = http.get(open.url("/health")).send().await.expect("answers");
+    assert_eq!(
+        live.status(),
+        StatusCode::OK,
+        "liveness does not depend on the store"
+    );
+
+    set_reachable(&admin, db.name(), true).await;
+    let mut recovered = false;
+    for _ in 0..50 {
+        let ready = http
+            .get(closed.url("/health/ready"))
+            .send()
+            .await
+            .expect("answers");
+        if ready.status() == StatusCode::OK {
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(recovered, "the pool reconnects once the database is back");
+    let response = http
+        .get(closed.url("/api/startstream/2"))
+        .send()
+        .await
+        .expect("answers");
+    let body: Value = response.json().await.expect("JSON");
+    assert_eq!(
+        body["streamStatus"]["isNewStreamAllowed"],
+        Value::Bool(true)
+    );
+    assert!(body["streamStatus"].get("degraded").is_none());
+}
