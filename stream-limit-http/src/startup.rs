@@ -144,9 +144,10 @@ impl Application {
         StopHandle(self.server.handle())
     }
 
-    /// Serves until SIGTERM (graceful: in-flight requests get
-    /// `server.shutdown_timeout_secs`), SIGINT/SIGQUIT (immediate) or a
-    /// [`StopHandle`]. Then stops the admin listener and the sweeper.
+    /// Serves until SIGTERM or SIGINT, or a [`StopHandle`]. A signal stops
+    /// accepting connections and lets in-flight requests finish (within
+    /// `server.shutdown_timeout_secs`); a second signal stops at once. Then
+    /// stops the admin listener and the sweeper.
     pub async fn run_until_stopped(self) -> io::Result<()> {
         let Self {
             server,
@@ -154,8 +155,10 @@ impl Application {
             sweeper,
             ..
         } = self;
+        let signals = AbortOnDrop(tokio::spawn(stop_on_signals(server.handle())));
         let admin = admin.map(|admin| (admin.handle(), tokio::spawn(admin)));
         let result = server.await;
+        drop(signals);
         if let Some((handle, task)) = admin {
             handle.stop(true).await;
             match task.await {
@@ -170,7 +173,41 @@ impl Application {
     }
 }
 
-/// Aborts the sweeper when the application goes away, however it goes.
+/// The first SIGTERM or SIGINT drains the server; a second one stops it now.
+/// (actix's own handling would stop at once on SIGINT, dropping requests.)
+async fn stop_on_signals(server: ServerHandle) {
+    shutdown_signal().await;
+    tracing::info!("shutdown signal: draining in-flight requests (a second signal stops at once)");
+    tokio::select! {
+        () = server.stop(true) => {}
+        () = shutdown_signal() => {
+            tracing::warn!("second shutdown signal: stopping now");
+            server.stop(false).await;
+        }
+    }
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut stream) => {
+                stream.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM; only SIGINT stops the server");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+}
+
+/// Aborts a background task (the sweeper, the signal watcher) when the
+/// application goes away, however it goes.
 struct AbortOnDrop(JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
@@ -214,6 +251,8 @@ fn public_server(
             .wrap(json_errors())
             .wrap(Condition::new(log_requests, from_fn(access_log)))
     })
+    // Signals are ours (see `stop_on_signals`): both SIGTERM and SIGINT drain.
+    .disable_signals()
     .shutdown_timeout(server.shutdown_timeout_secs)
     .listen(listener)?;
     if server.workers > 0 {

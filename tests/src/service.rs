@@ -158,12 +158,25 @@ impl Service {
     /// SIGTERM, then waits (bounded) for the graceful exit; returns whether it
     /// exited successfully within `grace`.
     pub fn terminate(&mut self, grace: Duration) -> bool {
+        self.signal("TERM");
+        self.wait_exit(grace)
+    }
+
+    /// Sends a signal by name (`TERM`, `INT`, ...) without waiting.
+    pub fn signal(&self, name: &str) {
+        if let Some(child) = &self.child {
+            let _ = Command::new("kill")
+                .args([&format!("-{name}"), &child.id().to_string()])
+                .status();
+        }
+    }
+
+    /// Waits up to `grace` for the process to exit; returns whether it exited
+    /// successfully. Kills it if it is still running then.
+    pub fn wait_exit(&mut self, grace: Duration) -> bool {
         let Some(mut child) = self.child.take() else {
             return false;
         };
-        let _ = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status();
         let deadline = Instant::now() + grace;
         while Instant::now() < deadline {
             if let Ok(Some(status)) = child.try_wait() {
