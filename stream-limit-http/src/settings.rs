@@ -38,6 +38,7 @@ pub const DEFAULTS: &[(&str, DefaultValue)] = &[
     ("store.pool_size", DefaultValue::Int(16)),
     ("store.pool_timeout_ms", DefaultValue::Int(2000)),
     ("store.query_timeout_ms", DefaultValue::Int(2000)),
+    ("store.synchronous_commit", DefaultValue::Str("on")),
     ("sweeper.interval_secs", DefaultValue::Int(30)),
     ("sweeper.batch", DefaultValue::Int(1000)),
     ("sweeper.history_retention_secs", DefaultValue::Int(604_800)),
@@ -124,6 +125,23 @@ pub struct StoreSettings {
     /// How long one store operation may take once connected; with
     /// `pool_timeout_ms` it bounds every answer while the database is unwell.
     pub query_timeout_ms: u64,
+    /// Whether lease writes wait for the WAL flush (see [`SynchronousCommit`]).
+    pub synchronous_commit: SynchronousCommit,
+}
+
+/// `store.synchronous_commit`: Postgres's durability setting for this
+/// service's own connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SynchronousCommit {
+    /// Every decision is durable before it is answered (the default).
+    On,
+    /// Decisions are answered before their WAL reaches disk: faster, but a
+    /// database crash can forget the last fraction of a second of starts and
+    /// ends (at most about three `wal_writer_delay`s). A forgotten start frees
+    /// a slot early; a forgotten end holds one until its lease expires. The
+    /// limit among the leases that survive still holds.
+    Off,
 }
 
 /// `sweeper.*`: see [`SweeperConfig`].

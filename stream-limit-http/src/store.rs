@@ -9,7 +9,7 @@ use secrecy::ExposeSecret;
 use stream_limit_core::store::postgres::{PostgresConfig, PostgresStore};
 use stream_limit_core::{InMemoryStore, LeaseStore};
 
-use crate::settings::Settings;
+use crate::settings::{Settings, SynchronousCommit};
 
 /// Why the configured store could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -64,5 +64,6 @@ fn postgres(settings: &Settings) -> Result<PostgresStore, StoreSetupError> {
         pool_size: settings.store.pool_size,
         pool_timeout: Duration::from_millis(settings.store.pool_timeout_ms),
         query_timeout: Duration::from_millis(settings.store.query_timeout_ms),
+        synchronous_commit: settings.store.synchronous_commit == SynchronousCommit::On,
     })?)
 }

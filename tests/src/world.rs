@@ -81,6 +81,7 @@ pub async fn migrated_store(db: &TestDatabase, pool_size: usize) -> PostgresStor
         pool_size,
         pool_timeout: Duration::from_secs(10),
         query_timeout: Duration::from_secs(30),
+        synchronous_commit: true,
     })
     .expect("valid pool configuration");
     store.migrate().await.expect("migrations apply");

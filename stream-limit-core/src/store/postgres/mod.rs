@@ -50,6 +50,10 @@ pub struct PostgresConfig {
     /// network, a long lock queue). On expiry the connection is discarded and
     /// the caller gets [`StoreError::Unavailable`].
     pub query_timeout: Duration,
+    /// `false` sets `synchronous_commit = off` on this store's connections:
+    /// decisions are answered before their WAL is flushed. Faster; a database
+    /// crash may forget the last fraction of a second of decisions.
+    pub synchronous_commit: bool,
 }
 
 /// Leases in Postgres, shared by every instance that points at the database.
@@ -74,6 +78,9 @@ impl PostgresStore {
         pg.connect_timeout(config.pool_timeout);
         if pg.get_application_name().is_none() {
             pg.application_name("stream-limit");
+        }
+        if !config.synchronous_commit {
+            pg.options("-c synchronous_commit=off");
         }
         let manager = Manager::from_config(
             pg,

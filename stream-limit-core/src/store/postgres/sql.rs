@@ -195,13 +195,19 @@ ended AS (
      WHERE l.viewer = $1 AND l.stream_id = $2 AND l.expires_at > c.now
     RETURNING l.*
 ),
-recorded AS (", record_in_history!("ended", "$3::text"), ")
-SELECT 'ended' AS kind, ", lease_columns!("e"), ", NULL::text,
+recorded AS (",
+    record_in_history!("ended", "$3::text"),
+    ")
+SELECT 'ended' AS kind, ",
+    lease_columns!("e"),
+    ", NULL::text,
        -- The scan below sees the snapshot before the DELETE, so it still counts the ended lease.
        (SELECT count(*) - 1 FROM leases l, clock c WHERE l.viewer = $1 AND l.expires_at > c.now)
   FROM ended e
 UNION ALL
-SELECT 'gone', ", lease_columns!("l"), ", 'expired', NULL
+SELECT 'gone', ",
+    lease_columns!("l"),
+    ", 'expired', NULL
   FROM leases l, clock c WHERE l.viewer = $1 AND l.stream_id = $2 AND l.expires_at <= c.now
 UNION ALL
 SELECT 'gone', NULL, NULL, NULL, NULL, NULL, NULL, h.reason, NULL
@@ -223,8 +229,12 @@ ended AS (
     DELETE FROM leases l USING oldest o WHERE l.viewer = $1 AND l.stream_id = o.stream_id
     RETURNING l.*
 ),
-recorded AS (", record_in_history!("ended", "'ended'"), ")
-SELECT 'ended' AS kind, ", lease_columns!("e"), ",
+recorded AS (",
+    record_in_history!("ended", "'ended'"),
+    ")
+SELECT 'ended' AS kind, ",
+    lease_columns!("e"),
+    ",
        (SELECT count(*) - 1 FROM leases l, clock c WHERE l.viewer = $1 AND l.expires_at > c.now)
   FROM ended e
 UNION ALL
