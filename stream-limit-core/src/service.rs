@@ -74,9 +74,12 @@ impl StreamLimiter {
     /// Starts a stream for `viewer`. The lease length follows from `client`
     /// ([`LeaseTerms::ttl_for`]).
     ///
-    /// When the store fails and `on_store_error = allow`, the stream is admitted
-    /// anyway with [`Admission::degraded`] set: playback is not blocked by our
-    /// outage, and the lease is simply not recorded.
+    /// When the store is unreachable ([`StoreError::Unavailable`]) and
+    /// `on_store_error = allow`, the stream is admitted anyway with
+    /// [`Admission::degraded`] set: playback is not blocked by our outage, and
+    /// the lease is simply not recorded. A store that is up but busy, or that
+    /// answers with an error, is never failed open: admitting then would let a
+    /// viewer past the limit while the store is deciding for everyone else.
     pub async fn start(
         &self,
         viewer: ViewerId,
@@ -94,7 +97,9 @@ impl StreamLimiter {
         };
         match self.store.start(&request).await {
             Ok(outcome) => Ok(outcome),
-            Err(error) if self.config.on_store_error == OnStoreError::Allow => {
+            Err(error @ StoreError::Unavailable(_))
+                if self.config.on_store_error == OnStoreError::Allow =>
+            {
                 tracing::warn!(error = %error, cause = ?std::error::Error::source(&error),
                     viewer = %request.viewer, "store failed; admitting degraded (on_store_error = allow)");
                 Ok(StartOutcome::Admitted(degraded_admission(request)))

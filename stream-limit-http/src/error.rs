@@ -68,12 +68,19 @@ pub enum ApiError {
     /// 413: the body is larger than `server.max_body_bytes`.
     #[error("request body too large")]
     PayloadTooLarge,
-    /// 503: the store failed (and the policy did not fail open).
-    #[error("store unavailable")]
+    /// The store failed (and the policy did not fail open): 503 when it is
+    /// unreachable or busy (retry), 500 when it answered with an error (a bug).
+    #[error("{}", store_message(.0))]
     Store(#[from] StoreError),
-    /// 500: a bug on our side (for example a response that would not serialize).
-    #[error("internal server error")]
-    Internal(#[source] Box<dyn StdError + Send + Sync>),
+}
+
+/// The fixed client-facing text of a store failure; the cause is only logged.
+fn store_message(error: &StoreError) -> &'static str {
+    match error {
+        StoreError::Unavailable(_) => "store unavailable",
+        StoreError::Busy(_) => "store busy, retry",
+        StoreError::Query(_) => "internal server error",
+    }
 }
 
 impl ApiError {
@@ -96,8 +103,9 @@ impl ApiError {
             Self::StreamNotFound => Some("stream_not_found"),
             Self::StreamAlreadyEnded(_) | Self::StreamGone(_) => Some("stream_gone"),
             Self::PayloadTooLarge => Some("payload_too_large"),
-            Self::Store(_) => Some("store_unavailable"),
-            Self::Internal(_) => Some("internal_error"),
+            Self::Store(StoreError::Unavailable(_)) => Some("store_unavailable"),
+            Self::Store(StoreError::Busy(_)) => Some("store_busy"),
+            Self::Store(StoreError::Query(_)) => Some("internal_error"),
         }
     }
 
@@ -136,8 +144,10 @@ impl ResponseError for ApiError {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::StreamAlreadyEnded(_) | Self::StreamGone(_) => StatusCode::GONE,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Store(StoreError::Unavailable(_) | StoreError::Busy(_)) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Self::Store(StoreError::Query(_)) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -204,10 +214,22 @@ mod tests {
         let error = ApiError::Store(StoreError::Query(
             "relation \"leases\" does not exist".into(),
         ));
+        assert_eq!(error.status_code(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            body_of(error).await,
+            r#"{"msg":"internal server error","code":"internal_error"}"#
+        );
+        let error = ApiError::Store(StoreError::Unavailable("connection refused".into()));
         assert_eq!(error.status_code(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(
             body_of(error).await,
             r#"{"msg":"store unavailable","code":"store_unavailable"}"#
+        );
+        let error = ApiError::Store(StoreError::Busy("lock timeout".into()));
+        assert_eq!(error.status_code(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            body_of(error).await,
+            r#"{"msg":"store busy, retry","code":"store_busy"}"#
         );
     }
 

@@ -292,3 +292,50 @@ async fn a_heartbeat_that_waits_for_the_lock_past_expiry_finds_the_lease_expired
     let outcome = heartbeat.await.expect("task ran").expect("answers");
     assert_eq!(outcome, HeartbeatOutcome::Gone(EndReason::Expired));
 }
+
+/// A start queued behind a viewer's lock for longer than the server's lock
+/// timeout fails as `Busy` (which the service never fails open on) and admits
+/// nothing, even though the viewer is at its limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_stuck_behind_the_viewer_lock_fails_busy_and_admits_nothing() {
+    use stream_limit_core::store::postgres::PostgresConfig;
+    use stream_limit_core::StoreError;
+
+    let db = fresh_database().await;
+    migrated_store(&db, 2).await;
+    let store = PostgresStore::connect(&PostgresConfig {
+        url: db.url().to_owned(),
+        pool_size: 2,
+        pool_timeout: Duration::from_secs(5),
+        query_timeout: Duration::from_millis(800),
+        synchronous_commit: true,
+    })
+    .expect("valid configuration");
+    let viewer = viewer(1);
+    for _ in 0..LIMIT {
+        let request = request(&viewer, Duration::from_secs(600), OnLimit::Reject);
+        assert!(matches!(
+            store.start(&request).await,
+            Ok(StartOutcome::Admitted(_))
+        ));
+    }
+    let mut holder = connect(db.url()).await;
+    let lock = holder.transaction().await.expect("begin");
+    lock.execute(
+        "SELECT 1 FROM viewers WHERE viewer = $1 FOR UPDATE",
+        &[&viewer.to_string()],
+    )
+    .await
+    .expect("hold the viewer's lock");
+    let started = Instant::now();
+    let stuck = store
+        .start(&request(&viewer, Duration::from_secs(600), OnLimit::Reject))
+        .await;
+    assert!(matches!(stuck, Err(StoreError::Busy(_))), "got {stuck:?}");
+    assert!(
+        started.elapsed() < Duration::from_millis(800),
+        "the server gave up first"
+    );
+    lock.commit().await.expect("release");
+    assert_eq!(store.active(&viewer).await.expect("answers").len(), LIMIT);
+}

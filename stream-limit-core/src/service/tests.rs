@@ -89,6 +89,21 @@ async fn store_failure_is_an_error_when_failing_closed() {
 }
 
 #[tokio::test]
+async fn a_busy_or_failing_store_is_never_failed_open() {
+    for error in [StoreError::Busy, StoreError::Query] {
+        let mut store = MockLeaseStore::new();
+        store
+            .expect_start()
+            .returning(move |_| Err(error("lock timeout".into())));
+        let limiter = StreamLimiter::new(Arc::new(store), LimiterConfig::default());
+        let result = limiter
+            .start(viewer(), Client::Heartbeating, StartOptions::default())
+            .await;
+        assert!(result.is_err(), "expected an error, got {result:?}");
+    }
+}
+
+#[tokio::test]
 async fn revoke_records_the_revoked_reason() {
     let mut store = MockLeaseStore::new();
     store

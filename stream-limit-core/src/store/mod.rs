@@ -31,11 +31,18 @@ pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
 /// ended") are never errors; see [`crate::domain::outcome`].
 #[derive(Debug, Error)]
 pub enum StoreError {
-    /// The store did not answer in time or could not be reached (pool timeout,
-    /// connection refused). Callers may retry, or fail open.
+    /// The store could not be reached or did not answer at all (connection
+    /// refused or lost, no connection within the pool timeout, no reply within
+    /// the query timeout). The only failure a caller may fail open on.
     #[error("store unavailable")]
     Unavailable(#[source] Cause),
-    /// The store answered with an error (a failed query, a broken invariant).
+    /// The store is reachable but gave up on the decision (a lock or statement
+    /// timeout, e.g. a queue of requests for one hot viewer). Retryable; never
+    /// a reason to admit, since the store is up and other decisions proceed.
+    #[error("store busy")]
+    Busy(#[source] Cause),
+    /// The store answered with an error (a failed query, a broken invariant):
+    /// a bug or a schema mismatch.
     #[error("store query failed")]
     Query(#[source] Cause),
 }
@@ -69,8 +76,9 @@ pub trait LeaseStore: Send + Sync + 'static {
     ///   `EvictOldest` ends the least recently started leases (reason
     ///   `evicted`) until the new one fits.
     ///
-    /// Errors: [`StoreError`] only when the store itself fails; then nothing
-    /// was admitted.
+    /// Errors: [`StoreError`] only when the store itself fails. The outcome is
+    /// then unknown (a timeout may race the commit): retry with the same
+    /// `stream_id` to learn it without taking a second slot.
     async fn start(&self, request: &StartRequest) -> Result<StartOutcome, StoreError>;
 
     /// Extends an active lease to `now + ttl` (its own ttl).

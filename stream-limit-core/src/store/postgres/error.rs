@@ -45,16 +45,20 @@ impl From<deadpool_postgres::PoolError> for PostgresError {
 
 impl From<PostgresError> for StoreError {
     fn from(error: PostgresError) -> Self {
-        let unreachable = match &error {
-            PostgresError::Pool(_) | PostgresError::Timeout => true,
+        use tokio_postgres::error::SqlState;
+        match &error {
+            PostgresError::Pool(_) | PostgresError::Timeout => {
+                StoreError::Unavailable(Box::new(error))
+            }
             // A closed connection or a network failure: the store is unreachable, not wrong.
-            PostgresError::Query(e) => e.is_closed() || e.code().is_none(),
-            _ => false,
-        };
-        if unreachable {
-            StoreError::Unavailable(Box::new(error))
-        } else {
-            StoreError::Query(Box::new(error))
+            PostgresError::Query(e) if e.is_closed() || e.code().is_none() => {
+                StoreError::Unavailable(Box::new(error))
+            }
+            // The server's own lock_timeout / statement_timeout: reachable, but busy.
+            PostgresError::Query(e) if matches!(e.code(), Some(c) if *c == SqlState::LOCK_NOT_AVAILABLE || *c == SqlState::QUERY_CANCELED) => {
+                StoreError::Busy(Box::new(error))
+            }
+            _ => StoreError::Query(Box::new(error)),
         }
     }
 }

@@ -79,9 +79,19 @@ impl PostgresStore {
         if pg.get_application_name().is_none() {
             pg.application_name("stream-limit");
         }
+        // Server-side timeouts fire before the client-side `query_timeout`, so
+        // a slow decision on a reachable database surfaces as `Busy` (never
+        // failed open) rather than as an ambiguous client timeout.
+        let query_ms = config.query_timeout.as_millis().max(4);
+        let mut options = format!(
+            "-c lock_timeout={} -c statement_timeout={}",
+            query_ms / 2,
+            query_ms * 3 / 4
+        );
         if !config.synchronous_commit {
-            pg.options("-c synchronous_commit=off");
+            options.push_str(" -c synchronous_commit=off");
         }
+        pg.options(&options);
         let manager = Manager::from_config(
             pg,
             NoTls,
@@ -114,8 +124,16 @@ impl PostgresStore {
         let mut attempt = 0;
         loop {
             let mut client = self.pool.get().await?;
-            let client: &mut tokio_postgres::Client = &mut client;
-            match embedded::migrations::runner().run_async(client).await {
+            // Migrations may legitimately take longer than a request's timeouts.
+            client
+                .batch_execute("SET statement_timeout = 0; SET lock_timeout = 0")
+                .await?;
+            let result = embedded::migrations::runner()
+                .run_async(&mut **client)
+                .await;
+            // This connection no longer has the request timeouts: retire it.
+            drop(Object::take(client));
+            match result {
                 Ok(report) => return Ok(report.applied_migrations().len()),
                 Err(error) if attempt < 4 => {
                     attempt += 1;
