@@ -307,7 +307,8 @@ async fn a_start_stuck_behind_the_viewer_lock_fails_busy_and_admits_nothing() {
         url: db.url().to_owned(),
         pool_size: 2,
         pool_timeout: Duration::from_secs(5),
-        query_timeout: Duration::from_millis(800),
+        // Server lock_timeout 1 s, client timeout 2 s: `Busy` proves the server gave up first.
+        query_timeout: Duration::from_secs(2),
         synchronous_commit: true,
     })
     .expect("valid configuration");
@@ -327,15 +328,10 @@ async fn a_start_stuck_behind_the_viewer_lock_fails_busy_and_admits_nothing() {
     )
     .await
     .expect("hold the viewer's lock");
-    let started = Instant::now();
     let stuck = store
         .start(&request(&viewer, Duration::from_secs(600), OnLimit::Reject))
         .await;
     assert!(matches!(stuck, Err(StoreError::Busy(_))), "got {stuck:?}");
-    assert!(
-        started.elapsed() < Duration::from_millis(800),
-        "the server gave up first"
-    );
     lock.commit().await.expect("release");
     assert_eq!(store.active(&viewer).await.expect("answers").len(), LIMIT);
 }

@@ -181,15 +181,21 @@ impl PostgresStore {
             client.prepare_cached(decide),
             client.prepare_cached(sql::COMMIT),
         )?;
-        // Joined futures are polled in order, and each sends its message on
-        // first poll: all four reach the server in one write.
+        // Each future sends its message on first poll, so all four reach the
+        // server in one write. `join!` (not `try_join!`) waits for every answer
+        // so that the error reported is the first in pipeline order: a lock
+        // timeout, not the "transaction aborted" it causes in the next statement.
         let lock_params: [&(dyn ToSql + Sync); 2] = [&viewer, &is_start];
-        let (_, _, rows, _) = tokio::try_join!(
+        let (begun, locked, rows, committed) = tokio::join!(
             client.execute(&begin, &[]),
             client.execute(&lock, &lock_params),
             client.query(&decide, params),
             client.execute(&commit, &[]),
-        )?;
+        );
+        begun?;
+        locked?;
+        let rows = rows?;
+        committed?;
         Ok(rows)
     }
 
