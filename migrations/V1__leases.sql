@@ -14,6 +14,8 @@ CREATE TABLE viewers (
     started      boolean     NOT NULL DEFAULT false,
     created_at   timestamptz NOT NULL DEFAULT now()
 );
+-- The sweeper forgets idle viewers by age.
+CREATE INDEX viewers_created_at ON viewers (created_at);
 
 -- Leases that have not been ended. A lease counts while expires_at is in the
 -- future by the database clock; expired rows wait here for the sweeper.

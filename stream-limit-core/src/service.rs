@@ -168,9 +168,10 @@ impl StreamLimiter {
     pub async fn sweep(
         &self,
         batch: usize,
+        grace: Duration,
         retention: Duration,
     ) -> Result<SweepReport, StoreError> {
-        self.store.sweep(batch, retention).await
+        self.store.sweep(batch, grace, retention).await
     }
 
     /// Whether the store answers.

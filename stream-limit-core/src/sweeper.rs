@@ -13,6 +13,9 @@ pub struct SweeperConfig {
     /// Upper bound on rows (or viewers) one pass touches, so a pass never holds
     /// locks or a transaction for long.
     pub batch: usize,
+    /// How long an expired lease is left in place before it is moved to
+    /// history (see [`LeaseStore::sweep`]); it does not count meanwhile.
+    pub grace: Duration,
     /// How long history is kept.
     pub retention: Duration,
 }
@@ -22,6 +25,7 @@ impl Default for SweeperConfig {
         Self {
             interval: Duration::from_secs(30),
             batch: 1000,
+            grace: Duration::from_secs(60),
             retention: Duration::from_secs(7 * 24 * 3600),
         }
     }
@@ -41,7 +45,10 @@ pub fn spawn_sweeper(
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticks.tick().await;
-            match store.sweep(config.batch, config.retention).await {
+            match store
+                .sweep(config.batch, config.grace, config.retention)
+                .await
+            {
                 Ok(report) if report.expired + report.purged > 0 => {
                     tracing::debug!(expired = report.expired, purged = report.purged, "swept");
                 }

@@ -243,9 +243,14 @@ impl LeaseStore for InstrumentedStore {
         timed(&self.metrics.read, self.inner.history(viewer, max)).await
     }
 
-    async fn sweep(&self, batch: usize, retention: Duration) -> Result<SweepReport, StoreError> {
+    async fn sweep(
+        &self,
+        batch: usize,
+        grace: Duration,
+        retention: Duration,
+    ) -> Result<SweepReport, StoreError> {
         let m = &self.metrics;
-        let result = timed(&m.maintenance, self.inner.sweep(batch, retention)).await;
+        let result = timed(&m.maintenance, self.inner.sweep(batch, grace, retention)).await;
         if let Ok(report) = &result {
             m.swept[0].inc_by(report.expired);
             m.swept[1].inc_by(report.purged);

@@ -256,6 +256,41 @@ impl Settings {
         if let Some((key, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(invalid(key, "must be at least 1"));
         }
+        // Upper bounds keep time arithmetic far from overflow, and catch typos
+        // (milliseconds where seconds were meant).
+        const DAY: u64 = 24 * 3600;
+        let bounded = [
+            (
+                "limits.heartbeat_ttl_secs",
+                self.limits.heartbeat_ttl_secs,
+                365 * DAY,
+            ),
+            (
+                "limits.session_ttl_secs",
+                self.limits.session_ttl_secs,
+                365 * DAY,
+            ),
+            (
+                "sweeper.history_retention_secs",
+                self.sweeper.history_retention_secs,
+                10 * 365 * DAY,
+            ),
+            ("sweeper.interval_secs", self.sweeper.interval_secs, DAY),
+            ("store.pool_timeout_ms", self.store.pool_timeout_ms, 600_000),
+            (
+                "store.query_timeout_ms",
+                self.store.query_timeout_ms,
+                600_000,
+            ),
+            (
+                "server.shutdown_timeout_secs",
+                self.server.shutdown_timeout_secs,
+                3600,
+            ),
+        ];
+        if let Some((key, _, max)) = bounded.iter().find(|(_, v, max)| v > max) {
+            return Err(invalid(key, &format!("must be at most {max}")));
+        }
         if self.limits.session_ttl_secs < self.limits.heartbeat_ttl_secs {
             return Err(invalid(
                 "limits.session_ttl_secs",
@@ -298,6 +333,7 @@ impl Settings {
             interval: Duration::from_secs(self.sweeper.interval_secs),
             batch: self.sweeper.batch,
             retention: Duration::from_secs(self.sweeper.history_retention_secs),
+            ..SweeperConfig::default()
         }
     }
 }

@@ -55,6 +55,15 @@ impl World {
         }
     }
 
+    /// The test database's own connection (Postgres worlds only), to inspect
+    /// rows the store API does not show.
+    pub fn sql(&self) -> &tokio_postgres::Client {
+        match &self.clock {
+            WorldClock::Database(client) => client,
+            WorldClock::Manual(_) => panic!("an in-memory world has no database"),
+        }
+    }
+
     /// Moves the store's clock forward.
     pub async fn advance(&self, by: Duration) {
         match &self.clock {

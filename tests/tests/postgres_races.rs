@@ -194,12 +194,33 @@ async fn heartbeats_racing_expiry_never_revive_a_slot_already_given_away() {
             (admitted, gone)
         }));
     }
+    // A sweeper with no grace races every decision: it may make answers
+    // less precise (a heartbeat may find its lease already swept), never the count.
+    let sweeper = {
+        let store = stores[0].clone();
+        tokio::spawn(async move {
+            let mut swept = 0;
+            while Instant::now() < deadline {
+                swept += store
+                    .sweep(50, Duration::ZERO, Duration::from_secs(3600))
+                    .await
+                    .expect("sweep answers")
+                    .expired;
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+            swept
+        })
+    };
     let (mut admitted, mut gone) = (0, 0);
     for task in tasks {
         let (a, g) = task.await.expect("task ran");
         admitted += a;
         gone += g;
     }
+    assert!(
+        sweeper.await.expect("sweeper ran") > 0,
+        "the sweeper did race the decisions"
+    );
     assert!(
         gone > 0,
         "the race was exercised: some leases expired under their heartbeats"

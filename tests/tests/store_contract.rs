@@ -11,6 +11,9 @@ use stream_limit_tests::world::World;
 
 const TTL: Duration = Duration::from_secs(60);
 const TICK: Duration = Duration::from_millis(10);
+/// Sweep expired leases at once (production waits a grace period; see
+/// `a_sweep_leaves_just_expired_leases_alone_for_the_grace_period`).
+const NO_GRACE: Duration = Duration::ZERO;
 
 fn user(n: &str) -> ViewerId {
     ViewerId::User(UserId::parse(n).expect("valid user id"))
@@ -342,7 +345,7 @@ async fn history_keeps_every_reason_newest_first_and_is_purged_after_retention(w
     world.advance(TTL).await;
     let report = world
         .store
-        .sweep(100, Duration::from_secs(3600))
+        .sweep(100, NO_GRACE, Duration::from_secs(3600))
         .await
         .expect("answers");
     assert_eq!(report.expired, 1);
@@ -383,7 +386,7 @@ async fn history_keeps_every_reason_newest_first_and_is_purged_after_retention(w
     world.advance(Duration::from_secs(3600)).await;
     let report = world
         .store
-        .sweep(100, Duration::from_secs(3600))
+        .sweep(100, NO_GRACE, Duration::from_secs(3600))
         .await
         .expect("answers");
     assert_eq!(report.purged, 3);
@@ -402,13 +405,13 @@ async fn a_sweep_touches_at_most_its_batch(world: World) {
     world.advance(TTL).await;
     let first = world
         .store
-        .sweep(2, Duration::from_secs(3600))
+        .sweep(2, NO_GRACE, Duration::from_secs(3600))
         .await
         .expect("answers");
     assert_eq!(first.expired, 2);
     let rest = world
         .store
-        .sweep(100, Duration::from_secs(3600))
+        .sweep(100, NO_GRACE, Duration::from_secs(3600))
         .await
         .expect("answers");
     assert_eq!(rest.expired, 3);
@@ -436,6 +439,53 @@ async fn sixty_simultaneous_starts_admit_exactly_the_limit(world: World) {
     }
     assert_eq!(admitted, 3);
     assert_eq!(world.store.active(&viewer).await.expect("answers").len(), 3);
+}
+
+async fn a_sweep_leaves_just_expired_leases_alone_for_the_grace_period(world: World) {
+    let viewer = user("40");
+    let id = admit(&world, &viewer, OnLimit::Reject).await;
+    world.advance(TTL).await;
+    let grace = Duration::from_secs(60);
+    let report = world
+        .store
+        .sweep(100, grace, Duration::from_secs(3600))
+        .await
+        .expect("answers");
+    assert_eq!(report.expired, 0);
+    // Not swept yet, but already not counting, and already reported as expired.
+    assert!(world
+        .store
+        .active(&viewer)
+        .await
+        .expect("answers")
+        .is_empty());
+    assert_eq!(
+        start(&world, &viewer, id, OnLimit::Reject).await,
+        StartOutcome::Gone(EndReason::Expired)
+    );
+    assert_eq!(
+        world
+            .store
+            .end(&viewer, id, EndReason::Ended)
+            .await
+            .expect("answers"),
+        EndOutcome::AlreadyEnded(EndReason::Expired)
+    );
+    world.advance(grace).await;
+    world
+        .store
+        .sweep(100, grace, Duration::from_secs(3600))
+        .await
+        .expect("answers");
+    // Swept by now (the in-memory store already moved it during the calls above).
+    let history = world.store.history(&viewer, 10).await.expect("answers");
+    assert_eq!(
+        history
+            .iter()
+            .map(|r| (r.stream_id, r.reason))
+            .collect::<Vec<_>>(),
+        [(id, EndReason::Expired)]
+    );
 }
 
 /// Runs each scenario once per store, on a multi-threaded runtime so that
@@ -468,4 +518,5 @@ contract_suite!(
     history_keeps_every_reason_newest_first_and_is_purged_after_retention,
     a_sweep_touches_at_most_its_batch,
     sixty_simultaneous_starts_admit_exactly_the_limit,
+    a_sweep_leaves_just_expired_leases_alone_for_the_grace_period,
 );

@@ -75,12 +75,18 @@ pub struct LeaseTerms {
 }
 
 impl LeaseTerms {
-    /// The lease length a start by `client` gets. This is the only place that decides it.
+    /// The longest lease granted, whatever the configuration: a year keeps
+    /// every timestamp computation far from overflow.
+    pub const MAX_TTL: Duration = Duration::from_secs(366 * 24 * 3600);
+
+    /// The lease length a start by `client` gets (at most [`Self::MAX_TTL`]).
+    /// This is the only place that decides it.
     pub fn ttl_for(&self, client: Client) -> Duration {
-        match client {
+        let ttl = match client {
             Client::Heartbeating => self.heartbeat_ttl,
             Client::SeedRoute => self.session_ttl,
-        }
+        };
+        ttl.min(Self::MAX_TTL)
     }
 }
 
@@ -124,5 +130,14 @@ mod tests {
         assert_eq!(terms.ttl_for(Client::Heartbeating), terms.heartbeat_ttl);
         assert_eq!(terms.ttl_for(Client::SeedRoute), terms.session_ttl);
         assert!(terms.session_ttl > terms.heartbeat_ttl);
+    }
+
+    #[test]
+    fn an_absurd_lease_length_is_capped() {
+        let terms = LeaseTerms {
+            heartbeat_ttl: Duration::MAX,
+            session_ttl: Duration::MAX,
+        };
+        assert_eq!(terms.ttl_for(Client::SeedRoute), LeaseTerms::MAX_TTL);
     }
 }

@@ -155,9 +155,20 @@ impl LeaseStore for InMemoryStore {
             .unwrap_or_default())
     }
 
-    async fn sweep(&self, batch: usize, retention: Duration) -> Result<SweepReport, StoreError> {
+    async fn sweep(
+        &self,
+        batch: usize,
+        grace: Duration,
+        retention: Duration,
+    ) -> Result<SweepReport, StoreError> {
         let now = self.clock.now();
-        let cutoff = now - retention;
+        let before = |age: Duration| {
+            chrono::TimeDelta::from_std(age)
+                .ok()
+                .and_then(|age| now.checked_sub_signed(age))
+                .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC)
+        };
+        let (expired_before, cutoff) = (before(grace), before(retention));
         let mut report = SweepReport::default();
         // One shard at a time, so no lock is held for long; stop once `batch`
         // books were touched so one pass stays bounded.
@@ -171,7 +182,7 @@ impl LeaseStore for InMemoryStore {
                 if budget == 0 {
                     return true;
                 }
-                let expired = book.expire(now);
+                let expired = book.expire(expired_before);
                 let purged = book.purge_history(cutoff);
                 if expired + purged > 0 {
                     budget -= 1;

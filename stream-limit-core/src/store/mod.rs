@@ -121,10 +121,21 @@ pub trait LeaseStore: Send + Sync + 'static {
     async fn history(&self, viewer: &ViewerId, max: usize)
         -> Result<Vec<StreamRecord>, StoreError>;
 
-    /// One bounded cleanup pass: moves up to `batch` expired leases to history
-    /// and forgets up to `batch` history entries older than `retention`. Safe to
-    /// run from several instances at once.
-    async fn sweep(&self, batch: usize, retention: Duration) -> Result<SweepReport, StoreError>;
+    /// One bounded cleanup pass: moves up to `batch` leases that expired more
+    /// than `grace` ago to history, and forgets up to `batch` history entries
+    /// (and idle viewers) older than `retention`. Safe to run from several
+    /// instances at once.
+    ///
+    /// Expired leases never count whether swept or not; the `grace` keeps the
+    /// sweeper from removing a lease that a concurrent decision, reading a
+    /// clock a moment earlier, still judged live (its answer would otherwise
+    /// miss the lease).
+    async fn sweep(
+        &self,
+        batch: usize,
+        grace: Duration,
+        retention: Duration,
+    ) -> Result<SweepReport, StoreError>;
 
     /// Cheap liveness probe of the store, for readiness checks.
     async fn ping(&self) -> Result<(), StoreError>;

@@ -165,6 +165,22 @@ fn out_of_range_numbers_name_their_key() {
     }
     let message = error_of(load(&[("PORT", "99999")]));
     assert!(message.contains("server.port"), "{message}");
+    for (var, key) in [
+        (
+            "STREAM_LIMIT__LIMITS__SESSION_TTL_SECS",
+            "limits.session_ttl_secs",
+        ),
+        (
+            "STREAM_LIMIT__SWEEPER__HISTORY_RETENTION_SECS",
+            "sweeper.history_retention_secs",
+        ),
+    ] {
+        let message = error_of(load(&[(var, "10000000000000")]));
+        assert!(
+            message.contains(key) && message.contains("at most"),
+            "{var}: {message}"
+        );
+    }
     let message = error_of(load(&[(
         "STREAM_LIMIT__LIMITS__DEFAULT_MAX_STREAMS",
         "many",

@@ -83,7 +83,7 @@ pub fn mock_store() -> MockLeaseStore {
     let mut store = MockLeaseStore::new();
     store
         .expect_sweep()
-        .returning(|_, _| Ok(SweepReport::default()));
+        .returning(|_, _, _| Ok(SweepReport::default()));
     store
 }
 

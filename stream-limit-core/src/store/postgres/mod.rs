@@ -337,14 +337,21 @@ impl LeaseStore for PostgresStore {
         Ok(rows.iter().map(rows::record).collect::<Result<_, _>>()?)
     }
 
-    async fn sweep(&self, batch: usize, retention: Duration) -> Result<SweepReport, StoreError> {
+    async fn sweep(
+        &self,
+        batch: usize,
+        grace: Duration,
+        retention: Duration,
+    ) -> Result<SweepReport, StoreError> {
         let batch = i64::try_from(batch).unwrap_or(i64::MAX);
-        let retention = millis(retention);
-        let expired = self.sweep_count(sql::SWEEP_EXPIRED, &[&batch]).await?;
+        let (grace, retention) = (millis(grace), millis(retention));
+        let expired = self
+            .sweep_count(sql::SWEEP_EXPIRED, &[&batch, &grace])
+            .await?;
         let purged = self
             .sweep_count(sql::SWEEP_HISTORY, &[&batch, &retention])
             .await?;
-        self.sweep_count(sql::SWEEP_VIEWERS, &[&batch, &retention])
+        self.sweep_count(sql::SWEEP_VIEWERS, &[&batch, &grace, &retention])
             .await?;
         Ok(SweepReport { expired, purged })
     }

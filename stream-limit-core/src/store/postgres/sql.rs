@@ -266,11 +266,12 @@ SELECT stream_id, started_at, ended_at, reason, device_id, content_id
   FROM stream_history WHERE viewer = $1
  ORDER BY ended_at DESC, stream_id LIMIT $2";
 
-/// Moves up to `$1` expired leases to history. Returns how many moved.
+/// Moves up to `$1` leases that expired more than `$2` ms ago to history.
+/// Returns how many moved.
 pub(super) const SWEEP_EXPIRED: &str = "\
 WITH doomed AS (
     SELECT viewer, stream_id FROM leases
-     WHERE expires_at <= (SELECT stream_limit_now())
+     WHERE expires_at <= (SELECT stream_limit_now()) - $2::bigint * interval '1 millisecond'
      ORDER BY expires_at LIMIT $1
        FOR UPDATE SKIP LOCKED
 ),
@@ -302,14 +303,18 @@ gone AS (
 SELECT count(*) FROM gone";
 
 /// Forgets up to `$1` viewers with nothing left to remember (no lease, no
-/// history, no override) first seen more than `$2` ms ago. A viewer being
-/// worked on right now holds its row lock and is skipped; an operation waiting
-/// for the lock re-creates the row (see [`LOCK_VIEWER`]).
+/// history, no override): those that never started a stream once `$2` ms old
+/// (heartbeats or ends for unknown viewers create such rows), the others once
+/// `$3` ms old. A viewer being worked on right now holds its row lock and is
+/// skipped; an operation waiting for the lock re-creates the row (see
+/// [`LOCK_VIEWER`]).
 pub(super) const SWEEP_VIEWERS: &str = "\
-WITH doomed AS (
-    SELECT v.viewer FROM viewers v
+WITH clock AS (SELECT stream_limit_now() AS now),
+doomed AS (
+    SELECT v.viewer FROM viewers v, clock c
      WHERE v.max_streams IS NULL
-       AND v.created_at < (SELECT stream_limit_now()) - $2::bigint * interval '1 millisecond'
+       AND v.created_at < c.now - $2::bigint * interval '1 millisecond'
+       AND (NOT v.started OR v.created_at < c.now - $3::bigint * interval '1 millisecond')
        AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.viewer = v.viewer)
        AND NOT EXISTS (SELECT 1 FROM stream_history h WHERE h.viewer = v.viewer)
      LIMIT $1

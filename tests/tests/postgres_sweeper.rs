@@ -1,0 +1,84 @@
+//! What the Postgres sweeper forgets, and what it must keep.
+
+use std::time::Duration;
+
+use stream_limit_core::{EndReason, MaxStreams, OnLimit, StartRequest, StreamId, UserId, ViewerId};
+use stream_limit_tests::world::World;
+
+const GRACE: Duration = Duration::from_secs(60);
+const RETENTION: Duration = Duration::from_secs(3600);
+
+fn user(n: &str) -> ViewerId {
+    ViewerId::User(UserId::parse(n).expect("valid"))
+}
+
+async fn viewer_rows(world: &World) -> Vec<String> {
+    let rows = world
+        .sql()
+        .query("SELECT viewer FROM viewers ORDER BY viewer", &[])
+        .await
+        .expect("read viewers");
+    rows.iter().map(|r| r.get(0)).collect()
+}
+
+#[tokio::test]
+async fn idle_viewers_are_forgotten_but_overrides_and_recent_history_are_kept() {
+    let world = World::postgres().await;
+    // A heartbeat for a viewer that never started creates a row (its lock).
+    world
+        .store
+        .heartbeat(&user("1"), StreamId::random())
+        .await
+        .expect("answers");
+    world
+        .store
+        .set_limit(&user("2"), Some(MaxStreams::new(5).expect("valid")))
+        .await
+        .expect("answers");
+    let request = StartRequest {
+        viewer: user("3"),
+        stream_id: StreamId::random(),
+        ttl: Duration::from_secs(10),
+        default_limit: MaxStreams::DEFAULT,
+        on_limit: OnLimit::Reject,
+        device_id: None,
+        content_id: None,
+    };
+    world.store.start(&request).await.expect("answers");
+    world
+        .store
+        .end(&user("3"), request.stream_id, EndReason::Ended)
+        .await
+        .expect("answers");
+    assert_eq!(viewer_rows(&world).await, ["user:1", "user:2", "user:3"]);
+
+    world.advance(GRACE * 2).await;
+    world
+        .store
+        .sweep(100, GRACE, RETENTION)
+        .await
+        .expect("answers");
+    // The never-started row goes after the grace; the override and the viewer
+    // with history stay.
+    assert_eq!(viewer_rows(&world).await, ["user:2", "user:3"]);
+
+    world.advance(RETENTION).await;
+    let report = world
+        .store
+        .sweep(100, GRACE, RETENTION)
+        .await
+        .expect("answers");
+    assert_eq!(report.purged, 1);
+    // History went this pass; the viewer row goes on a later pass, once nothing refers to it.
+    world
+        .store
+        .sweep(100, GRACE, RETENTION)
+        .await
+        .expect("answers");
+    assert_eq!(viewer_rows(&world).await, ["user:2"]);
+    assert_eq!(
+        world.store.end_oldest(&user("3")).await.expect("answers"),
+        stream_limit_core::EndOldestOutcome::UnknownViewer,
+        "a viewer forgotten after the retention is unknown again"
+    );
+}
