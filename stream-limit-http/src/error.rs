@@ -170,8 +170,8 @@ impl ResponseError for ApiError {
     }
 }
 
-/// `a: b: c` for an error and its sources.
-pub(crate) fn cause_chain(error: &dyn StdError) -> String {
+/// `a: b: c` for an error and its sources: how every cause is logged.
+pub fn cause_chain(error: &dyn StdError) -> String {
     let mut chain = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

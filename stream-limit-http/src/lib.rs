@@ -28,6 +28,6 @@ pub mod startup;
 pub mod store;
 pub mod telemetry;
 
-pub use error::ApiError;
+pub use error::{cause_chain, ApiError};
 pub use settings::Settings;
 pub use startup::{Application, StartupError, StopHandle};

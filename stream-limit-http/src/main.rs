@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use stream_limit_http::{telemetry, Application, Settings};
+use stream_limit_http::{cause_chain, telemetry, Application, Settings};
 
 #[derive(Parser)]
 #[command(
@@ -59,12 +59,6 @@ async fn main() -> ExitCode {
 
 /// Prints `what: error: cause…` to stderr (logging may not be up yet).
 fn fail(what: &str, error: &(dyn std::error::Error + 'static)) -> ExitCode {
-    let mut message = format!("stream-limit-http: {what}: {error}");
-    let mut source = error.source();
-    while let Some(cause) = source {
-        message.push_str(&format!(": {cause}"));
-        source = cause.source();
-    }
-    eprintln!("{message}");
+    eprintln!("stream-limit-http: {what}: {}", cause_chain(error));
     ExitCode::FAILURE
 }

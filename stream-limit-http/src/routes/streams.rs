@@ -60,9 +60,9 @@ struct AdmittedBody<'a> {
     stream_id: StreamId,
     stream_count: u32,
     expires_at: &'a Timestamp,
-    #[serde(skip_serializing_if = "is_false")]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
     replayed: bool,
-    #[serde(skip_serializing_if = "is_false")]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
     degraded: bool,
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     evicted: &'a [StreamId],
@@ -109,9 +109,6 @@ pub(crate) struct EndedBody {
     reason: Option<EndReason>,
 }
 
-fn is_false(value: &bool) -> bool {
-    !*value
-}
 
 /// Starts a heartbeating stream for `viewer`: admitted `V::ADMITTED` (200 when
 /// replayed), refused `V::REFUSED`, a named stream that ended `410`.
