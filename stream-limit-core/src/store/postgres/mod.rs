@@ -1,6 +1,7 @@
 //! The Postgres store: many stateless instances, one database, one limit.
 //!
 //! - `sql`: every statement, and the locking design that makes them correct.
+//! - `lease_store`: the [`LeaseStore`](crate::store::LeaseStore) methods.
 //! - `outcomes` / `rows`: decoding results into domain values.
 //! - `error`: [`PostgresError`] and its mapping into [`StoreError`].
 //!
@@ -8,6 +9,7 @@
 //! lock, the decide statement and `COMMIT` are pipelined on one connection.
 
 mod error;
+mod lease_store;
 mod outcomes;
 mod rows;
 mod sql;
@@ -15,21 +17,11 @@ mod sql;
 use std::str::FromStr;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
 pub use error::PostgresError;
-
-use super::{LeaseStore, StoreError};
-use crate::domain::ids::{StreamId, ViewerId};
-use crate::domain::lease::{EndReason, Lease, StreamRecord};
-use crate::domain::outcome::{
-    EndOldestOutcome, EndOutcome, HeartbeatOutcome, StartOutcome, SweepReport,
-};
-use crate::domain::policy::{MaxStreams, OnLimit};
-use crate::domain::request::StartRequest;
 
 mod embedded {
     refinery::embed_migrations!("../migrations");
@@ -230,138 +222,5 @@ impl PostgresStore {
             .first()
             .ok_or(PostgresError::Shape("sweep returned no count"))?;
         Ok(u64::from(rows::count(row, 0)?))
-    }
-}
-
-/// Milliseconds as the `bigint` the statements take.
-fn millis(duration: Duration) -> i64 {
-    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
-}
-
-#[async_trait]
-impl LeaseStore for PostgresStore {
-    async fn start(&self, request: &StartRequest) -> Result<StartOutcome, StoreError> {
-        let viewer = request.viewer.to_string();
-        let limit = i32::try_from(request.default_limit.get()).unwrap_or(i32::MAX);
-        let evict = request.on_limit == OnLimit::EvictOldest;
-        let rows = self
-            .with_viewer_lock(
-                &viewer,
-                true,
-                sql::START,
-                &[
-                    &viewer,
-                    request.stream_id.as_uuid(),
-                    &millis(request.ttl),
-                    &limit,
-                    &evict,
-                    &request.device_id.as_deref(),
-                    &request.content_id.as_deref(),
-                ],
-            )
-            .await?;
-        Ok(outcomes::start(&rows)?)
-    }
-
-    async fn heartbeat(
-        &self,
-        viewer: &ViewerId,
-        stream_id: StreamId,
-    ) -> Result<HeartbeatOutcome, StoreError> {
-        let viewer = viewer.to_string();
-        let rows = self
-            .with_viewer_lock(
-                &viewer,
-                false,
-                sql::HEARTBEAT,
-                &[&viewer, stream_id.as_uuid()],
-            )
-            .await?;
-        Ok(outcomes::heartbeat(&rows)?)
-    }
-
-    async fn end(
-        &self,
-        viewer: &ViewerId,
-        stream_id: StreamId,
-        reason: EndReason,
-    ) -> Result<EndOutcome, StoreError> {
-        let viewer = viewer.to_string();
-        let rows = self
-            .with_viewer_lock(
-                &viewer,
-                false,
-                sql::END,
-                &[&viewer, stream_id.as_uuid(), &reason.as_str()],
-            )
-            .await?;
-        Ok(outcomes::end(&rows)?)
-    }
-
-    async fn end_oldest(&self, viewer: &ViewerId) -> Result<EndOldestOutcome, StoreError> {
-        let viewer = viewer.to_string();
-        let rows = self
-            .with_viewer_lock(&viewer, false, sql::END_OLDEST, &[&viewer])
-            .await?;
-        Ok(outcomes::end_oldest(&rows)?)
-    }
-
-    async fn active(&self, viewer: &ViewerId) -> Result<Vec<Lease>, StoreError> {
-        let viewer = viewer.to_string();
-        let rows = self.query(sql::ACTIVE, &[&viewer]).await?;
-        Ok(rows
-            .iter()
-            .map(|row| rows::lease(row, 0))
-            .collect::<Result<_, _>>()?)
-    }
-
-    async fn set_limit(
-        &self,
-        viewer: &ViewerId,
-        limit: Option<MaxStreams>,
-    ) -> Result<(), StoreError> {
-        let viewer = viewer.to_string();
-        let limit = limit.map(|l| i32::try_from(l.get()).unwrap_or(i32::MAX));
-        self.query(sql::SET_LIMIT, &[&viewer, &limit]).await?;
-        Ok(())
-    }
-
-    async fn history(
-        &self,
-        viewer: &ViewerId,
-        max: usize,
-    ) -> Result<Vec<StreamRecord>, StoreError> {
-        let viewer = viewer.to_string();
-        let max = i64::try_from(max).unwrap_or(i64::MAX);
-        let rows = self.query(sql::HISTORY, &[&viewer, &max]).await?;
-        Ok(rows.iter().map(rows::record).collect::<Result<_, _>>()?)
-    }
-
-    async fn sweep(
-        &self,
-        batch: usize,
-        grace: Duration,
-        retention: Duration,
-    ) -> Result<SweepReport, StoreError> {
-        let batch = i64::try_from(batch).unwrap_or(i64::MAX);
-        let (grace, retention) = (millis(grace), millis(retention));
-        let expired = self
-            .sweep_count(sql::SWEEP_EXPIRED, &[&batch, &grace])
-            .await?;
-        let purged = self
-            .sweep_count(sql::SWEEP_HISTORY, &[&batch, &retention])
-            .await?;
-        self.sweep_count(sql::SWEEP_VIEWERS, &[&batch, &grace, &retention])
-            .await?;
-        Ok(SweepReport { expired, purged })
-    }
-
-    async fn ping(&self) -> Result<(), StoreError> {
-        let client = self.pool.get().await.map_err(PostgresError::from)?;
-        client
-            .simple_query("SELECT 1")
-            .await
-            .map_err(PostgresError::from)?;
-        Ok(())
     }
 }
