@@ -3,7 +3,7 @@
 //! - `sql`: every statement, and the locking design that makes them correct.
 //! - `lease_store`: the [`LeaseStore`](crate::store::LeaseStore) methods.
 //! - `outcomes` / `rows`: decoding results into domain values.
-//! - `error`: [`PostgresError`] and its mapping into [`StoreError`].
+//! - `error`: [`PostgresError`] and its mapping into [`StoreError`](crate::store::StoreError).
 //!
 //! A mutating operation costs one network round trip: `BEGIN`, the viewer
 //! lock, the decide statement and `COMMIT` are pipelined on one connection.
@@ -40,7 +40,7 @@ pub struct PostgresConfig {
     pub pool_timeout: Duration,
     /// Longest time one operation may take once it has a connection (a hung
     /// network, a long lock queue). On expiry the connection is discarded and
-    /// the caller gets [`StoreError::Unavailable`].
+    /// the caller gets [`StoreError::Unavailable`](crate::store::StoreError::Unavailable).
     pub query_timeout: Duration,
     /// `false` sets `synchronous_commit = off` on this store's connections:
     /// decisions are answered before their WAL is flushed. Faster; a database
