@@ -71,6 +71,18 @@ fn with(method: Method, path: &'static str) -> Step {
     }
 }
 
+fn watch_named(session: &'static str, path: &'static str) -> Step {
+    session_step(Method::GET, session, path)
+}
+
+fn session_step(method: Method, session: &'static str, path: &'static str) -> Step {
+    Step {
+        method,
+        path,
+        session: Some(session),
+    }
+}
+
 fn watch(session: &'static str) -> Step {
     Step {
         method: Method::GET,
@@ -151,6 +163,48 @@ async fn every_seed_route_answers_the_same_on_postgres_as_in_memory() {
             session: None,
         },
         get("/api/users/5/streams"),
+        // Client-named streams: replay, heartbeat, end twice, then 410 and 404.
+        watch_named(
+            "s-2",
+            "/watch?streamId=00000000-0000-4000-8000-000000000001",
+        ),
+        watch_named(
+            "s-2",
+            "/watch?streamId=00000000-0000-4000-8000-000000000001",
+        ),
+        session_step(
+            Method::POST,
+            "s-2",
+            "/watch/streams/00000000-0000-4000-8000-000000000001/heartbeat",
+        ),
+        session_step(
+            Method::DELETE,
+            "s-2",
+            "/watch/streams/00000000-0000-4000-8000-000000000001",
+        ),
+        session_step(
+            Method::DELETE,
+            "s-2",
+            "/watch/streams/00000000-0000-4000-8000-000000000001",
+        ),
+        session_step(
+            Method::POST,
+            "s-2",
+            "/watch/streams/00000000-0000-4000-8000-000000000001/heartbeat",
+        ),
+        session_step(
+            Method::POST,
+            "s-2",
+            "/watch/streams/00000000-0000-4000-8000-000000000002/heartbeat",
+        ),
+        watch_named(
+            "s-2",
+            "/watch?streamId=00000000-0000-4000-8000-000000000001",
+        ),
+        get("/api/startstream/6?streamId=00000000-0000-4000-8000-000000000003"),
+        get("/api/endstream/6?streamId=00000000-0000-4000-8000-000000000003"),
+        get("/api/endstream/6?streamId=00000000-0000-4000-8000-000000000003"),
+        get("/api/startstream/6?streamId=not-a-uuid"),
     ];
     let (on_postgres, in_memory) = (run(&postgres, &script).await, run(&memory, &script).await);
     for ((step, pg), mem) in script.iter().zip(&on_postgres).zip(&in_memory) {
@@ -162,7 +216,9 @@ async fn every_seed_route_answers_the_same_on_postgres_as_in_memory() {
     }
     // The script did exercise the interesting answers, not only errors.
     let statuses: Vec<u16> = in_memory.iter().map(|(s, _, _)| *s).collect();
-    assert!(statuses.contains(&401) && statuses.contains(&405) && statuses.contains(&404));
+    for status in [401, 405, 404, 410] {
+        assert!(statuses.contains(&status), "the script reaches a {status}");
+    }
     assert_eq!(
         in_memory[5].2["streamStatus"]["isNewStreamAllowed"],
         Value::Bool(false)
