@@ -109,7 +109,6 @@ pub(crate) struct EndedBody {
     reason: Option<EndReason>,
 }
 
-
 /// Starts a heartbeating stream for `viewer`: admitted `V::ADMITTED` (200 when
 /// replayed), refused `V::REFUSED`, a named stream that ended `410`.
 pub(crate) async fn start<V: ViewerRoute>(
