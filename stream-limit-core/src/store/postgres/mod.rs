@@ -75,8 +75,12 @@ impl PostgresStore {
         // a slow decision on a reachable database surfaces as `Busy` (never
         // failed open) rather than as an ambiguous client timeout.
         let query_ms = config.query_timeout.as_millis().max(4);
+        // Every statement looks rows up by the viewer key, so one generic plan
+        // per connection serves all parameters; the default (re-planning with
+        // custom plans) spent more time planning the decide statement than
+        // running it.
         let mut options = format!(
-            "-c lock_timeout={} -c statement_timeout={}",
+            "-c lock_timeout={} -c statement_timeout={} -c plan_cache_mode=force_generic_plan",
             query_ms / 2,
             query_ms * 3 / 4
         );
