@@ -10,10 +10,13 @@
 //! - [`world`]: a store under test (in-memory or Postgres) with a clock the
 //!   test moves, so one behavioural suite runs against every store.
 //! - [`service`]: real `stream-limit-http` processes on loopback.
+//! - [`nginx`]: a real nginx on loopback running the `ecosystem/nginx` files,
+//!   with their published ports rewritten to the test's.
 //! - [`audit`]: checks, from the database's own records, that no viewer ever
 //!   held more than its limit at any instant.
 
 pub mod audit;
+pub mod nginx;
 pub mod postgres;
 pub mod service;
 pub mod world;

@@ -10,6 +10,9 @@ pub enum PostgresError {
     /// The database URL could not be parsed.
     #[error("invalid database url")]
     Url(#[source] tokio_postgres::Error),
+    /// [`super::PostgresStore::connect`] was called outside a tokio runtime.
+    #[error("the Postgres store must be created inside a tokio runtime")]
+    NoRuntime,
     /// The pool could not be built from the configuration.
     #[error("could not build the connection pool")]
     Build(#[source] deadpool_postgres::BuildError),

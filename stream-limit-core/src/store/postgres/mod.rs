@@ -18,6 +18,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use tokio::runtime::Handle;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
@@ -88,9 +89,11 @@ impl PostgresStore {
             options.push_str(" -c synchronous_commit=off");
         }
         pg.options(&options);
-        let manager = Manager::from_config(
+        let runtime =
+            tokio::runtime::Handle::try_current().map_err(|_| PostgresError::NoRuntime)?;
+        let manager = Manager::from_connect(
             pg,
-            NoTls,
+            OnRuntime(runtime),
             // Fast: a broken connection surfaces as an error on use; the
             // `Verified` round trip on every checkout would double the cost.
             ManagerConfig {
@@ -226,5 +229,49 @@ impl PostgresStore {
             .first()
             .ok_or(PostgresError::Shape("sweep returned no count"))?;
         Ok(u64::from(rows::count(row, 0)?))
+    }
+}
+
+/// Opens each connection, and drives it for its whole life, on one runtime:
+/// the one that built the store.
+///
+/// deadpool's default connects on whichever task asks first, and a socket
+/// belongs to the runtime it was opened on. Under actix every worker has its
+/// own runtime, so a worker that finished draining at shutdown would take down
+/// connections that other workers were still using. A `Client` talks to its
+/// connection over a channel, so it works from any runtime.
+struct OnRuntime(Handle);
+
+impl deadpool_postgres::Connect for OnRuntime {
+    fn connect(
+        &self,
+        pg: &tokio_postgres::Config,
+    ) -> futures_util::future::BoxFuture<
+        '_,
+        Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>), tokio_postgres::Error>,
+    > {
+        let pg = pg.clone();
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let task = self.0.spawn(async move {
+            match pg.connect(NoTls).await {
+                Ok((client, connection)) => {
+                    let _ = sender.send(Ok(client));
+                    if let Err(error) = connection.await {
+                        tracing::warn!(%error, "Postgres connection closed with an error");
+                    }
+                }
+                Err(error) => {
+                    let _ = sender.send(Err(error));
+                }
+            }
+        });
+        Box::pin(async move {
+            match receiver.await {
+                Ok(result) => result.map(|client| (client, task)),
+                // The runtime is shutting down and dropped the task: let the
+                // pool's create timeout answer (a driver error cannot be made here).
+                Err(_) => std::future::pending().await,
+            }
+        })
     }
 }
