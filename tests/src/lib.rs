@@ -1,6 +1,6 @@
 //! Test support for the stream-limit workspace.
 //!
-//! This crate is never published; integration tests (`tests/tests/*.rs`) and
+//! This crate is never published; integration tests (`tests/tests/`) and
 //! benchmarks depend on it for shared fixtures.
 //!
 //! - [`postgres`]: a throwaway Postgres server per test process and a brand-new
@@ -14,8 +14,14 @@
 //!   with their published ports rewritten to the test's.
 //! - [`audit`]: checks, from the database's own records, that no viewer ever
 //!   held more than its limit at any instant.
+//! - [`fleet`]: Postgres, three instances and nginx in front of them, all
+//!   started (and migrated) together and stopped when dropped.
+//! - [`load`]: load clients through a fleet that each keep an exact model of
+//!   their viewer's leases, and check every answer and the fleet's lists.
 
 pub mod audit;
+pub mod fleet;
+pub mod load;
 pub mod nginx;
 pub mod postgres;
 pub mod service;

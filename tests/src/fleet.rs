@@ -1,0 +1,159 @@
+//! The fleet, end to end: Postgres, `stream-limit-http migrate`, three real
+//! instances and a real nginx running `ecosystem/nginx` (ports rewritten), all
+//! on loopback. Clients only ever talk to nginx.
+//!
+//! [`Fleet::start`] brings it up; every process is stopped by a drop guard.
+//! [`answer`] sends one request through it and keeps the whole answer.
+
+use std::process::Command;
+use std::time::Duration;
+
+use reqwest::header::HeaderMap;
+use reqwest::{Client, RequestBuilder, StatusCode};
+use serde_json::Value;
+
+use crate::audit::peak_concurrency;
+use crate::nginx::{Nginx, Ports};
+use crate::postgres::fresh_database;
+use crate::service::{self, Service};
+use crate::world::connect;
+
+/// The default `limits.default_max_streams`.
+pub const LIMIT: usize = 3;
+/// Instances behind nginx (as many as `ecosystem/nginx/upstreams.conf` names).
+pub const INSTANCES: usize = 3;
+/// Longest any single HTTP call may take (nginx gives up after 10 s itself).
+const CALL_TIMEOUT: Duration = Duration::from_secs(15);
+/// `server.workers` of each instance (see [`Fleet::start`]).
+/// Several, so that a graceful stop drains workers that share one pool.
+const WORKERS_PER_INSTANCE: &str = "3";
+
+/// Postgres, three instances and nginx; everything stops when dropped.
+pub struct Fleet {
+    /// The instances, in the order nginx's upstreams name them.
+    pub instances: Vec<Service>,
+    /// The load balancer in front of them.
+    pub nginx: Nginx,
+    /// The client every test call goes through.
+    pub http: Client,
+    /// A connection of its own to the fleet's database, for audits.
+    pub audit: tokio_postgres::Client,
+}
+
+impl Fleet {
+    /// Migrates a fresh database (twice: the second has nothing to do), then
+    /// starts [`INSTANCES`] instances on it and nginx in front of them.
+    pub async fn start() -> Self {
+        let db = fresh_database().await;
+        let applied = migrate(db.url());
+        assert!(applied >= 1, "the first migrate applies the schema");
+        assert_eq!(migrate(db.url()), 0, "a second migrate has nothing to do");
+        // One worker per instance until the service keeps its Postgres
+        // connections alive through a graceful stop: today each connection's
+        // driver task lives on the actix worker that opened it, and dies when
+        // that worker finishes draining, under requests other workers are
+        // still finishing (503 "connection closed"). With one worker no other
+        // worker outlives it. Raise this once that is fixed.
+        let env = [
+            ("DATABASE_URL", db.url()),
+            ("STREAM_LIMIT__SERVER__WORKERS", WORKERS_PER_INSTANCE),
+        ];
+        let mut instances = Vec::new();
+        for _ in 0..INSTANCES {
+            instances.push(Service::spawn(&env).await);
+        }
+        let ports = Ports::in_front_of(instances.iter().map(Service::port).collect());
+        let nginx = Nginx::start(&ports).await;
+        let http = Client::builder()
+            .timeout(CALL_TIMEOUT)
+            .build()
+            .expect("build the HTTP client");
+        let audit = connect(db.url()).await;
+        Self {
+            instances,
+            nginx,
+            http,
+            audit,
+        }
+    }
+
+    /// A URL on the load balancer.
+    pub fn lb(&self, path: &str) -> String {
+        self.nginx.url(path)
+    }
+
+    /// Asserts that no viewer in `viewers` ever held more than [`LIMIT`]
+    /// leases at once, from the database's own records.
+    pub async fn assert_limit_held(&self, viewers: impl IntoIterator<Item = String>) {
+        for viewer in viewers {
+            let peak = peak_concurrency(&self.audit, &viewer).await;
+            assert!(peak <= LIMIT, "{viewer} held {peak} leases at once");
+        }
+    }
+}
+
+/// Runs `stream-limit-http migrate` against `url`; returns how many
+/// migrations it applied (it prints "migrations up to date (N applied now)").
+fn migrate(url: &str) -> usize {
+    let output = Command::new(service::binary())
+        .arg("migrate")
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("RUST_LOG", "warn")
+        .env("DATABASE_URL", url)
+        .output()
+        .expect("run stream-limit-http migrate");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "stream-limit-http migrate failed ({}):\n{stdout}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+        .split('(')
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected migrate output: {stdout:?}"))
+}
+
+/// An answer: status, headers, body.
+pub struct Answer {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// The response headers.
+    pub headers: HeaderMap,
+    /// The body, as text.
+    pub body: String,
+}
+
+impl Answer {
+    /// The body as JSON.
+    ///
+    /// # Panics
+    ///
+    /// When the body is not JSON (the message shows status and body).
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {} {}", self.status, self.body))
+    }
+}
+
+/// Sends and reads the whole answer; a transport error is `Err` (debug text).
+pub(crate) async fn send(request: RequestBuilder) -> Result<Answer, String> {
+    let response = request.send().await.map_err(|e| format!("{e:?}"))?;
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response.text().await.map_err(|e| format!("{e:?}"))?;
+    Ok(Answer {
+        status,
+        headers,
+        body,
+    })
+}
+
+/// Sends and expects an answer (for calls made while no instance is failing).
+pub async fn answer(request: RequestBuilder) -> Answer {
+    send(request).await.expect("the load balancer answers")
+}
