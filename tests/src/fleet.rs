@@ -38,22 +38,26 @@ pub struct Fleet {
     pub http: Client,
     /// A connection of its own to the fleet's database, for audits.
     pub audit: tokio_postgres::Client,
+    /// Held while this fleet lives: see [`Fleet::start`].
+    _one_at_a_time: tokio::sync::MutexGuard<'static, ()>,
 }
 
 impl Fleet {
     /// Migrates a fresh database (twice: the second has nothing to do), then
     /// starts [`INSTANCES`] instances on it and nginx in front of them.
+    ///
+    /// Fleets of one test process run one at a time: each is three instances,
+    /// nginx and a load, and several at once on two cores would blur the
+    /// timing windows the failure tests judge by.
     pub async fn start() -> Self {
+        static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+        let one_at_a_time = ONE_AT_A_TIME.lock().await;
         let db = fresh_database().await;
         let applied = migrate(db.url());
         assert!(applied >= 1, "the first migrate applies the schema");
         assert_eq!(migrate(db.url()), 0, "a second migrate has nothing to do");
-        // One worker per instance until the service keeps its Postgres
-        // connections alive through a graceful stop: today each connection's
-        // driver task lives on the actix worker that opened it, and dies when
-        // that worker finishes draining, under requests other workers are
-        // still finishing (503 "connection closed"). With one worker no other
-        // worker outlives it. Raise this once that is fixed.
+        // Several workers per instance: a graceful stop drains workers that
+        // share one connection pool (whose connections must outlive each of them).
         let env = [
             ("DATABASE_URL", db.url()),
             ("STREAM_LIMIT__SERVER__WORKERS", WORKERS_PER_INSTANCE),
@@ -70,6 +74,7 @@ impl Fleet {
             .expect("build the HTTP client");
         let audit = connect(db.url()).await;
         Self {
+            _one_at_a_time: one_at_a_time,
             instances,
             nginx,
             http,
