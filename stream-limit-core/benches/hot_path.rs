@@ -20,6 +20,7 @@ fn request(viewer: u64) -> StartRequest {
     StartRequest {
         viewer: ViewerId::User(UserId::parse(&viewer.to_string()).expect("digits")),
         stream_id: StreamId::random(),
+        generated_id: true,
         ttl: Duration::from_secs(180),
         default_limit: MaxStreams::DEFAULT,
         on_limit: OnLimit::Reject,

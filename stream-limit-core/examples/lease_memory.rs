@@ -42,6 +42,7 @@ async fn main() {
         let request = StartRequest {
             viewer,
             stream_id: StreamId::random(),
+            generated_id: true,
             ttl: Duration::from_secs(3600),
             default_limit: MaxStreams::new(1000).expect("in range"),
             on_limit: OnLimit::Reject,

@@ -88,6 +88,7 @@ impl StreamLimiter {
     ) -> Result<StartOutcome, StoreError> {
         let request = StartRequest {
             viewer,
+            generated_id: options.stream_id.is_none(),
             stream_id: options.stream_id.unwrap_or_else(StreamId::random),
             ttl: self.config.lease_terms.ttl_for(client),
             default_limit: self.config.default_limit,

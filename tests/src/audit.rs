@@ -1,7 +1,7 @@
 //! After a race, prove the rule from the store's own records.
 //!
 //! A lease is active from `started_at` until it stopped counting: its current
-//! `expires_at` while still in `leases`, else its `ended_at` in history
+//! `expires_at` while still in the viewer's `leases`, else its `ended_at` in history
 //! (`expired` rows record the expiry time). Heartbeats only extend live leases,
 //! so each lease was active over one interval `[start, end)`. The rule holds
 //! if no instant is covered by more intervals than the limit.
@@ -13,7 +13,8 @@ use chrono::{DateTime, Utc};
 pub async fn peak_concurrency(client: &tokio_postgres::Client, viewer: &str) -> usize {
     let rows = client
         .query(
-            "SELECT started_at, expires_at FROM leases WHERE viewer = $1
+            "SELECT l.started_at, l.expires_at
+               FROM viewers v CROSS JOIN LATERAL unnest(v.leases) l WHERE v.viewer = $1
              UNION ALL
              SELECT started_at, ended_at FROM stream_history WHERE viewer = $1",
             &[&viewer],

@@ -38,6 +38,7 @@ fn request(viewer: &ViewerId, ttl: Duration, on_limit: OnLimit) -> StartRequest 
     StartRequest {
         viewer: viewer.clone(),
         stream_id: StreamId::random(),
+        generated_id: true,
         ttl,
         default_limit: MaxStreams::DEFAULT,
         on_limit,

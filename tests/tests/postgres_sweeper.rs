@@ -24,10 +24,21 @@ async fn viewer_rows(world: &World) -> Vec<String> {
 #[tokio::test]
 async fn idle_viewers_are_forgotten_but_overrides_and_recent_history_are_kept() {
     let world = World::postgres().await;
-    // A heartbeat for a viewer that never started creates a row (its lock).
+    // A heartbeat for a viewer that was never seen leaves no row behind.
     world
         .store
         .heartbeat(&user("1"), StreamId::random())
+        .await
+        .expect("answers");
+    // Clearing an override leaves a row that never started a stream.
+    world
+        .store
+        .set_limit(&user("4"), Some(MaxStreams::new(2).expect("valid")))
+        .await
+        .expect("answers");
+    world
+        .store
+        .set_limit(&user("4"), None)
         .await
         .expect("answers");
     world
@@ -38,6 +49,7 @@ async fn idle_viewers_are_forgotten_but_overrides_and_recent_history_are_kept() 
     let request = StartRequest {
         viewer: user("3"),
         stream_id: StreamId::random(),
+        generated_id: true,
         ttl: Duration::from_secs(10),
         default_limit: MaxStreams::DEFAULT,
         on_limit: OnLimit::Reject,
@@ -50,7 +62,7 @@ async fn idle_viewers_are_forgotten_but_overrides_and_recent_history_are_kept() 
         .end(&user("3"), request.stream_id, EndReason::Ended)
         .await
         .expect("answers");
-    assert_eq!(viewer_rows(&world).await, ["user:1", "user:2", "user:3"]);
+    assert_eq!(viewer_rows(&world).await, ["user:2", "user:3", "user:4"]);
 
     world.advance(GRACE * 2).await;
     world

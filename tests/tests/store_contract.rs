@@ -19,10 +19,12 @@ fn user(n: &str) -> ViewerId {
     ViewerId::User(UserId::parse(n).expect("valid user id"))
 }
 
+/// A start naming `stream_id`, as a client retrying idempotently does.
 fn request(viewer: &ViewerId, stream_id: StreamId, on_limit: OnLimit) -> StartRequest {
     StartRequest {
         viewer: viewer.clone(),
         stream_id,
+        generated_id: false,
         ttl: TTL,
         default_limit: MaxStreams::DEFAULT,
         on_limit,
@@ -31,15 +33,20 @@ fn request(viewer: &ViewerId, stream_id: StreamId, on_limit: OnLimit) -> StartRe
     }
 }
 
+/// A start whose stream id the service generated (Postgres decides it on its
+/// one-statement path).
+fn fresh_request(viewer: &ViewerId, on_limit: OnLimit) -> StartRequest {
+    StartRequest {
+        generated_id: true,
+        ..request(viewer, StreamId::random(), on_limit)
+    }
+}
+
 /// Starts a stream that must be admitted; returns its id.
 async fn admit(world: &World, viewer: &ViewerId, on_limit: OnLimit) -> StreamId {
-    let id = StreamId::random();
-    match world
-        .store
-        .start(&request(viewer, id, on_limit))
-        .await
-        .expect("store answers")
-    {
+    let request = fresh_request(viewer, on_limit);
+    let id = request.stream_id;
+    match world.store.start(&request).await.expect("store answers") {
         StartOutcome::Admitted(a) => {
             assert_eq!(a.lease.stream_id, id);
             assert!(!a.replayed);
@@ -423,7 +430,7 @@ async fn sixty_simultaneous_starts_admit_exactly_the_limit(world: World) {
     let tasks: Vec<_> = (0..60)
         .map(|_| {
             let (store, barrier) = (world.store.clone(), barrier.clone());
-            let request = request(&viewer, StreamId::random(), OnLimit::Reject);
+            let request = fresh_request(&viewer, OnLimit::Reject);
             tokio::spawn(async move {
                 barrier.wait().await;
                 store.start(&request).await.expect("store answers")

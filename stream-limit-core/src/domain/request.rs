@@ -13,6 +13,10 @@ pub struct StartRequest {
     pub viewer: ViewerId,
     /// The stream's id: client-supplied (idempotent retries) or random.
     pub stream_id: StreamId,
+    /// Whether `stream_id` was generated for this request rather than named by
+    /// the client. A generated id cannot name an earlier stream, so a store may
+    /// skip looking for one (the Postgres store then decides in one statement).
+    pub generated_id: bool,
     /// Lease length, already chosen by [`crate::LeaseTerms::ttl_for`].
     pub ttl: Duration,
     /// The limit unless the viewer has an override.

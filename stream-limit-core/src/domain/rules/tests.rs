@@ -19,6 +19,7 @@ fn request(stream: u128, on_limit: OnLimit) -> StartRequest {
     StartRequest {
         viewer: ViewerId::User(UserId::parse("1").expect("valid")),
         stream_id: StreamId::from(uuid::Uuid::from_u128(stream)),
+        generated_id: false,
         ttl: TTL,
         default_limit: MaxStreams::DEFAULT,
         on_limit,

@@ -61,7 +61,26 @@ impl From<PostgresError> for StoreError {
             PostgresError::Query(e) if matches!(e.code(), Some(c) if *c == SqlState::LOCK_NOT_AVAILABLE || *c == SqlState::QUERY_CANCELED) => {
                 StoreError::Busy(Box::new(error))
             }
+            // The server is shutting down, or terminated this connection: the
+            // same as unreachable. (It says so in an error message just before
+            // the socket closes, so a request can read it before the pool
+            // notices the closed connection.)
+            PostgresError::Query(e) if e.code().is_some_and(is_going_away) => {
+                StoreError::Unavailable(Box::new(error))
+            }
             _ => StoreError::Query(Box::new(error)),
         }
     }
+}
+
+/// Connection exceptions (class 08) and the server going down (57P01-57P03).
+fn is_going_away(code: &tokio_postgres::error::SqlState) -> bool {
+    use tokio_postgres::error::SqlState;
+    code.code().starts_with("08")
+        || [
+            SqlState::ADMIN_SHUTDOWN,
+            SqlState::CRASH_SHUTDOWN,
+            SqlState::CANNOT_CONNECT_NOW,
+        ]
+        .contains(code)
 }

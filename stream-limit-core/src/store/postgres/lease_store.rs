@@ -1,5 +1,5 @@
 //! `LeaseStore` for [`PostgresStore`]: each method binds its parameters, runs
-//! its statement (under the viewer's lock when it writes) and decodes the outcome.
+//! its one statement (a decision function when it writes) and decodes the outcome.
 
 use std::time::Duration;
 
@@ -32,13 +32,12 @@ impl LeaseStore for PostgresStore {
         let limit = limit_param(request.default_limit);
         let evict = request.on_limit == OnLimit::EvictOldest;
         let rows = self
-            .with_viewer_lock(
-                &viewer,
-                true,
+            .query(
                 sql::START,
                 &[
                     &viewer,
                     request.stream_id.as_uuid(),
+                    &request.generated_id,
                     &millis(request.ttl),
                     &limit,
                     &evict,
@@ -57,12 +56,7 @@ impl LeaseStore for PostgresStore {
     ) -> Result<HeartbeatOutcome, StoreError> {
         let viewer = viewer.to_string();
         let rows = self
-            .with_viewer_lock(
-                &viewer,
-                false,
-                sql::HEARTBEAT,
-                &[&viewer, stream_id.as_uuid()],
-            )
+            .query(sql::HEARTBEAT, &[&viewer, stream_id.as_uuid()])
             .await?;
         Ok(outcomes::heartbeat(&rows)?)
     }
@@ -75,21 +69,14 @@ impl LeaseStore for PostgresStore {
     ) -> Result<EndOutcome, StoreError> {
         let viewer = viewer.to_string();
         let rows = self
-            .with_viewer_lock(
-                &viewer,
-                false,
-                sql::END,
-                &[&viewer, stream_id.as_uuid(), &reason.as_str()],
-            )
+            .query(sql::END, &[&viewer, stream_id.as_uuid(), &reason.as_str()])
             .await?;
         Ok(outcomes::end(&rows)?)
     }
 
     async fn end_oldest(&self, viewer: &ViewerId) -> Result<EndOldestOutcome, StoreError> {
         let viewer = viewer.to_string();
-        let rows = self
-            .with_viewer_lock(&viewer, false, sql::END_OLDEST, &[&viewer])
-            .await?;
+        let rows = self.query(sql::END_OLDEST, &[&viewer]).await?;
         Ok(outcomes::end_oldest(&rows)?)
     }
 

@@ -5,8 +5,8 @@
 //! - `outcomes` / `rows`: decoding results into domain values.
 //! - `error`: [`PostgresError`] and its mapping into [`StoreError`](crate::store::StoreError).
 //!
-//! A mutating operation costs one network round trip: `BEGIN`, the viewer
-//! lock, the decide statement and `COMMIT` are pipelined on one connection.
+//! Every operation is one statement, so one network round trip; a mutating
+//! one calls a PL/pgSQL decision function that locks the viewer's row.
 
 mod error;
 mod lease_store;
@@ -144,61 +144,7 @@ impl PostgresStore {
         }
     }
 
-    /// Runs `decide` for one viewer under that viewer's row lock, as one
-    /// pipelined transaction (see `sql.rs` for why this is race-free).
-    async fn with_viewer_lock(
-        &self,
-        viewer: &str,
-        is_start: bool,
-        decide: &'static str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Vec<Row>, PostgresError> {
-        let client = self.pool.get().await?;
-        let pipeline = Self::pipeline(&client, viewer, is_start, decide, params);
-        let result = tokio::time::timeout(self.query_timeout, pipeline)
-            .await
-            .unwrap_or(Err(PostgresError::Timeout));
-        if result.is_err() {
-            // The transaction may still be open on this connection (a statement
-            // can fail before COMMIT was sent). Closing the connection makes the
-            // server roll it back; the pool opens a fresh one when needed.
-            drop(Object::take(client));
-        }
-        result
-    }
-
-    async fn pipeline(
-        client: &Object,
-        viewer: &str,
-        is_start: bool,
-        decide: &'static str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Vec<Row>, PostgresError> {
-        let (begin, lock, decide, commit) = tokio::try_join!(
-            client.prepare_cached(sql::BEGIN),
-            client.prepare_cached(sql::LOCK_VIEWER),
-            client.prepare_cached(decide),
-            client.prepare_cached(sql::COMMIT),
-        )?;
-        // Each future sends its message on first poll, so all four reach the
-        // server in one write. `join!` (not `try_join!`) waits for every answer
-        // so that the error reported is the first in pipeline order: a lock
-        // timeout, not the "transaction aborted" it causes in the next statement.
-        let lock_params: [&(dyn ToSql + Sync); 2] = [&viewer, &is_start];
-        let (begun, locked, rows, committed) = tokio::join!(
-            client.execute(&begin, &[]),
-            client.execute(&lock, &lock_params),
-            client.query(&decide, params),
-            client.execute(&commit, &[]),
-        );
-        begun?;
-        locked?;
-        let rows = rows?;
-        committed?;
-        Ok(rows)
-    }
-
-    /// One statement outside any explicit transaction.
+    /// One statement, in its own implicit transaction.
     async fn query(
         &self,
         statement: &'static str,
