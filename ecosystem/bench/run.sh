@@ -19,6 +19,7 @@
 #   BENCH_THREADS      wrk threads and pgbench -j [2]
 #   BENCH_CONNECTIONS  wrk / oha connections and pgbench clients [16]
 #   BENCH_USERS        random users in the mix [100000]
+#   BENCH_WRK_POOL     requests mix.lua prepares per wrk thread [200000]
 #   BENCH_RUNS, BENCH_DURATION   runs per figure and seconds per run
 #   BENCH_SYNC_OFF     1 = also measure Postgres with synchronous_commit=off [1 in full mode]
 #   BENCH_NICE         niceness of server, Postgres and load generator, e.g. -10 on a
@@ -76,6 +77,7 @@ fi
 THREADS=${BENCH_THREADS:-2}
 CONNS=${BENCH_CONNECTIONS:-16}
 USERS=${BENCH_USERS:-100000}
+WRK_POOL=${BENCH_WRK_POOL:-200000}
 POOL_SIZE=${BENCH_POOL_SIZE:-}
 NODE_RPS=1660          # the Node/Express/knex predecessor on Postgres (issue 4)
 
@@ -270,14 +272,15 @@ stop_server() {
 }
 
 # wrk_run KIND LABEL RUN SECONDS [BENCH_PATH]: one wrk run through mix.lua;
-# records rps plus the CPU each party used per request.
+# records rps plus the CPU each party used per request, and the answers
+# below / from 400 (mix.lua prints `status_codes: 2xx3xx=N 4xx5xx=M`).
 wrk_run() {
     local kind=$1 label=$2 run=$3 secs=$4 path=${5:-}
     local out="$RAW/wrk-$label-$run.txt"
     local s0 p0 c0 b0 t0 s1 p1 c1 b1 t1
     [ "$kind" = warmup ] || wait_quiet
     s0=$(ticks "$SERVER_PID"); p0=$(pg_ticks); c0=$(child_ticks); b0=$(busy_ticks); t0=$(date +%s.%N)
-    BENCH_PATH="$path" BENCH_USERS="$USERS" timeout $((secs + 30)) \
+    BENCH_PATH="$path" BENCH_USERS="$USERS" BENCH_WRK_POOL="$WRK_POOL" timeout $((secs + 30)) \
         bash -c "$(declare -f pin); pin '$LOAD_CPUS' wrk -t$THREADS -c$CONNS -d${secs}s --timeout 5s -s '$HERE/mix.lua' 'http://127.0.0.1:$PORT'" \
         > "$out" 2>&1
     s1=$(ticks "$SERVER_PID"); p1=$(pg_ticks); c1=$(child_ticks); b1=$(busy_ticks); t1=$(date +%s.%N)
