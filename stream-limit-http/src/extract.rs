@@ -3,6 +3,7 @@
 //! | extractor | from | domain type | error |
 //! |---|---|---|---|
 //! | [`PathUser`] | `{user_id}` | `UserId` | [`ApiError::InvalidUserId`] |
+//! | [`SeedUser`] | the path under a seed route's prefix | `UserId` | 404 / 405 / [`ApiError::InvalidUserId`] |
 //! | [`SessionHeader`] | `Session-Id` header | `SessionId` | [`ApiError::InvalidSessionId`] |
 //! | [`PathStream`] | `{stream_id}` | `StreamId` | [`ApiError::InvalidStreamId`] |
 //! | [`PathViewer`] | `{viewer}` | `ViewerId` | [`ApiError::InvalidViewer`] |
@@ -19,6 +20,7 @@ use std::pin::Pin;
 use actix_web::dev::Payload;
 use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
 use actix_web::http::header::{HeaderName, CONTENT_LENGTH, TRANSFER_ENCODING};
+use actix_web::http::Method;
 use actix_web::{web, FromRequest, HttpRequest};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -85,6 +87,39 @@ impl FromRequest for PathUser {
                 .map(Self),
         )
     }
+}
+
+/// The user of a seed route, `/api/startstream/{user_id}` or
+/// `/api/endstream/{user_id}`, mounted by `routes::seed_route` as a scope that
+/// matched only the static prefix. This extractor finishes the routing that a
+/// `{user_id}` resource would do, with the same answers: anything but one
+/// non-empty segment is `404`, a method other than `GET`/`HEAD` is `405`, then
+/// the id is parsed (`400`). It must be the handler's first argument, so that
+/// those answers come before any other extractor's.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SeedUser(pub(crate) UserId);
+
+impl FromRequest for SeedUser {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(seed_user(req.match_info().unprocessed(), req.method()).map(Self))
+    }
+}
+
+/// `rest` is the path after the scope's prefix, as actix matched it (already
+/// percent-decoded where actix decodes, exactly like a `{user_id}` segment).
+fn seed_user(rest: &str, method: &Method) -> Result<UserId, ApiError> {
+    // actix's `{user_id}` is the regex `[^/]+`, anchored at both ends.
+    let raw = rest
+        .strip_prefix('/')
+        .filter(|segment| !segment.is_empty() && !segment.contains('/'))
+        .ok_or(ApiError::RouteNotFound)?;
+    if method != Method::GET && method != Method::HEAD {
+        return Err(ApiError::MethodNotAllowed);
+    }
+    UserId::parse(raw).map_err(|_| ApiError::InvalidUserId)
 }
 
 /// The gateway session named by the `Session-Id` header.

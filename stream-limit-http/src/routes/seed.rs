@@ -18,7 +18,7 @@ use stream_limit_core::{
 
 use super::ROUTES;
 use crate::error::ApiError;
-use crate::extract::{IdempotencyHeader, PathUser, StartParams};
+use crate::extract::{IdempotencyHeader, SeedUser, StartParams};
 use crate::respond::{json, json_content_type};
 
 /// `{"streamStatus": …}`, the seed routes' envelope.
@@ -88,7 +88,7 @@ pub(crate) async fn index() -> HttpResponse {
 /// names a stream that has ended. Starts get the long seed-route lease.
 pub(crate) async fn start(
     limiter: web::Data<StreamLimiter>,
-    user: PathUser,
+    user: SeedUser,
     params: StartParams,
     key: IdempotencyHeader,
 ) -> Result<HttpResponse, ApiError> {
@@ -127,7 +127,7 @@ pub(crate) async fn start(
 /// `?streamId=` that stream (idempotently).
 pub(crate) async fn end(
     limiter: web::Data<StreamLimiter>,
-    user: PathUser,
+    user: SeedUser,
     params: StartParams,
 ) -> Result<HttpResponse, ApiError> {
     let viewer = ViewerId::User(user.0);

@@ -17,6 +17,11 @@ async fn unknown_paths_are_404_route_not_found() {
         "/api/startstream",
         "/api/startstream/",
         "/api/startstream/1/extra",
+        "/api/startstream/1/",
+        "/api/startstreams/1",
+        "/api/endstream",
+        "/api/endstream/",
+        "/api/endstream/1/extra",
         "/api/users/1",
         "/healthz",
         "/watch/nope",
@@ -25,12 +30,15 @@ async fn unknown_paths_are_404_route_not_found() {
     ] {
         exact(app.get(path).await, StatusCode::NOT_FOUND, NOT_FOUND).await;
     }
-    exact(
-        app.request(Method::POST, "/nope").await,
-        StatusCode::NOT_FOUND,
-        NOT_FOUND,
-    )
-    .await;
+    // A wrong method on an unknown path is still 404, not 405.
+    for path in ["/nope", "/api/startstream/1/extra", "/api/endstream/"] {
+        exact(
+            app.request(Method::POST, path).await,
+            StatusCode::NOT_FOUND,
+            NOT_FOUND,
+        )
+        .await;
+    }
 }
 
 #[tokio::test]
