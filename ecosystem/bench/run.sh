@@ -466,12 +466,12 @@ print(us(pg), us(gen), round(100 * max(0, busy - pg - gen) / hz / wall / cores, 
             done
             "${PSQL[@]}" -c "ALTER SYSTEM RESET synchronous_commit" -c "SELECT pg_reload_conf()" >/dev/null
         fi
-        "${PSQL[@]}" -At -c "SELECT 'rows after the runs: viewers=' || (SELECT count(*) FROM viewers) || ' leases=' || (SELECT count(*) FROM leases) || ' history=' || (SELECT count(*) FROM stream_history)" | tee "$RAW/pg-rows.txt"
+        "${PSQL[@]}" -At -c "SELECT 'rows after the runs: viewers=' || (SELECT count(*) FROM viewers) || ' leases=' || (SELECT coalesce(sum(cardinality(leases)), 0) FROM viewers) || ' history=' || (SELECT count(*) FROM stream_history)" | tee "$RAW/pg-rows.txt"
     fi
 
     if want scale; then
         say "Postgres start latency with 10^3, 10^5, 10^6 active leases (${SCALE_RATE}/s for ${SCALE_DUR}s each)"
-        "${PSQL[@]}" -c "TRUNCATE leases, viewers, stream_history"
+        "${PSQL[@]}" -c "TRUNCATE viewers, stream_history"
         have=0
         for target in 1000 100000 1000000; do
             t0=$(date +%s)
@@ -479,12 +479,12 @@ print(us(pg), us(gen), round(100 * max(0, busy - pg - gen) / hz / wall / cores, 
             # starts use users 10000000-19999999, so every level runs the same
             # code path (a new viewer, admitted) and only the table size changes.
             "${PSQL[@]}" <<EOF
-INSERT INTO viewers (viewer, started) SELECT 'user:' || g, true FROM generate_series($have, $((target - 1))) g;
-INSERT INTO leases (viewer, stream_id, started_at, expires_at, ttl_ms)
-  SELECT 'user:' || g, gen_random_uuid(), now(), now() + interval '30 days', 2592000000
+INSERT INTO viewers (viewer, started, leases, sweep_after)
+  SELECT 'user:' || g, true,
+         ARRAY[ROW(gen_random_uuid(), now(), now() + interval '30 days', 2592000000, NULL, NULL)::stream_lease],
+         now() + interval '30 days'
     FROM generate_series($have, $((target - 1))) g;
 VACUUM ANALYZE viewers;
-VACUUM ANALYZE leases;
 CHECKPOINT;
 EOF
             have=$target
