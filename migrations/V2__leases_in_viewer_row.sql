@@ -119,25 +119,25 @@ DECLARE
     prior_reason text;
 BEGIN
     -- The common case in one statement: a stream id generated for this
-    -- request (so it cannot be a replay) for a viewer below its limit. The
-    -- upsert locks the row and evaluates WHERE and SET on its latest version,
-    -- reading the clock after the lock. Expired leases are not pruned here
-    -- (they do not count), only bounded: past `n + 8` leases the full path
-    -- below prunes them. If WHERE fails the row stays locked, and the full
-    -- path decides.
+    -- request (so it cannot be a replay) for a viewer with fewer leases than
+    -- its limit, live or not (so admitting cannot exceed it, whatever the
+    -- clock says). The upsert locks the row and evaluates WHERE and SET on
+    -- its latest version; the new lease reads the clock in SET, after the
+    -- lock. If WHERE fails the row stays locked and the full path below
+    -- decides, pruning expired leases: so this path keeps at most `n` leases
+    -- in the row and never needs to prune.
     IF p_fresh THEN
         -- Used only when the viewer has no row yet (no earlier decision to
         -- order after); an existing row gets a lease made under its lock.
-        l := stream_limit_new_lease(p_stream, p_ttl_ms, p_device, p_content);
+        t := stream_limit_now();
+        l := ROW(p_stream, t, t + p_ttl_ms * interval '1 millisecond', p_ttl_ms, p_device, p_content);
         INSERT INTO viewers AS cur (viewer, started, leases, sweep_after)
         VALUES (p_viewer, true, ARRAY[l], l.expires_at)
         ON CONFLICT (viewer) DO UPDATE
            SET leases = cur.leases || stream_limit_new_lease(p_stream, p_ttl_ms, p_device, p_content),
                started = true,
                sweep_after = least(cur.sweep_after, EXCLUDED.sweep_after)
-         WHERE cardinality(cur.leases) < coalesce(cur.max_streams, p_limit) + 8
-           AND (SELECT count(*) FROM unnest(cur.leases) c WHERE c.expires_at > stream_limit_now())
-               < coalesce(cur.max_streams, p_limit)
+         WHERE cardinality(cur.leases) < coalesce(cur.max_streams, p_limit)
         RETURNING cur.leases, coalesce(cur.max_streams, p_limit) INTO live, n;
         IF FOUND THEN
             t := (live[cardinality(live)]).started_at;
