@@ -93,7 +93,7 @@ if pg:
 if floor_u:
     row("pgbench floor: conditional upsert + decrement", f"{floor_u_s} statements/s")
 if floor_o:
-    row("pgbench floor: our start + end transactions (same SQL, pipelined)", f"{floor_o_s} requests/s")
+    row("pgbench floor: our start + end transactions (the SQL the server sends)", f"{floor_o_s} requests/s")
 if pg and floor_u:
     r = pg / floor_u
     row("↳ Postgres / upsert floor", f"{r:.2f}", "≥ 0.60", verdict(r >= 0.60))
