@@ -85,6 +85,14 @@ END $$;
 -- costs nothing like a query; every SQL statement in PL/pgSQL pays executor
 -- set-up, so the common paths run as few as possible.
 
+-- Why the viewer's stream `p_stream` ended, from history; NULL if it has no
+-- history (it never existed, or is still in the viewer's row).
+CREATE FUNCTION stream_limit_past_reason(p_viewer text, p_stream uuid) RETURNS text
+    LANGUAGE plpgsql AS $$
+BEGIN
+    RETURN (SELECT h.reason FROM stream_history h WHERE h.viewer = p_viewer AND h.stream_id = p_stream);
+END $$;
+
 -- A new lease starting now, by the store's clock: in an upsert's SET clause
 -- it is evaluated once the row is locked.
 CREATE FUNCTION stream_limit_new_lease(p_stream uuid, p_ttl_ms bigint, p_device text, p_content text)
@@ -169,9 +177,8 @@ BEGIN
         END IF;
     END LOOP;
     IF NOT prior AND NOT p_fresh THEN
-        SELECT h.reason INTO prior_reason
-          FROM stream_history h WHERE h.viewer = p_viewer AND h.stream_id = p_stream;
-        prior := FOUND;
+        prior_reason := stream_limit_past_reason(p_viewer, p_stream);
+        prior := prior_reason IS NOT NULL;
     END IF;
 
     verdict := CASE WHEN prior THEN 'prior'
@@ -244,12 +251,30 @@ BEGIN
         RETURN NEXT;
         RETURN;
     END LOOP;
-    SELECT h.reason INTO reason
-      FROM stream_history h WHERE h.viewer = p_viewer AND h.stream_id = p_stream;
-    IF FOUND THEN
+    reason := stream_limit_past_reason(p_viewer, p_stream);
+    IF reason IS NOT NULL THEN
         kind := 'gone';
         RETURN NEXT;
     END IF;
+END $$;
+
+-- Ends lease number `p_at` of `p_leases`, the viewer's locked row, at `t`:
+-- writes the row back without it and records it in history for `p_reason`.
+-- Returns how many of the other leases are live at `t`.
+CREATE FUNCTION stream_limit_drop(
+    p_viewer text, p_leases stream_lease[], p_at integer, t timestamptz, p_reason text)
+    RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+    keep stream_lease[] := p_leases[: p_at - 1] || p_leases[p_at + 1 :];
+    l stream_lease;
+    live bigint := 0;
+BEGIN
+    FOREACH l IN ARRAY keep LOOP
+        IF l.expires_at > t THEN live := live + 1; END IF;
+    END LOOP;
+    UPDATE viewers SET leases = keep WHERE viewer = p_viewer;
+    PERFORM stream_limit_record(p_viewer, ARRAY[p_leases[p_at]], t, p_reason);
+    RETURN live;
 END $$;
 
 -- Ends one live lease, recording `p_reason` (`ended` | `revoked`). Returns at
@@ -262,35 +287,20 @@ CREATE FUNCTION stream_limit_end(p_viewer text, p_stream uuid, p_reason text)
 DECLARE
     v viewers := stream_limit_lock(p_viewer, false);
     t timestamptz := stream_limit_now();
-    l stream_lease;
-    found_live boolean := false;
-    keep stream_lease[] := '{}';
-    live bigint := 0;
 BEGIN
-    FOREACH l IN ARRAY coalesce(v.leases, '{}') LOOP
-        IF l.stream_id = p_stream THEN
-            IF l.expires_at <= t THEN
-                kind := 'gone'; lease := l; reason := 'expired';
-                RETURN NEXT;
-                RETURN;
-            END IF;
-            lease := l;
-            found_live := true;
+    FOR i IN 1 .. coalesce(cardinality(v.leases), 0) LOOP
+        CONTINUE WHEN (v.leases[i]).stream_id <> p_stream;
+        lease := v.leases[i];
+        IF lease.expires_at <= t THEN
+            kind := 'gone'; reason := 'expired';
         ELSE
-            keep := keep || l;
-            IF l.expires_at > t THEN live := live + 1; END IF;
+            kind := 'ended'; active_count := stream_limit_drop(p_viewer, v.leases, i, t, p_reason);
         END IF;
-    END LOOP;
-    IF found_live THEN
-        UPDATE viewers SET leases = keep WHERE viewer = p_viewer;
-        PERFORM stream_limit_record(p_viewer, ARRAY[lease], t, p_reason);
-        kind := 'ended'; active_count := live;
         RETURN NEXT;
         RETURN;
-    END IF;
-    SELECT h.reason INTO reason
-      FROM stream_history h WHERE h.viewer = p_viewer AND h.stream_id = p_stream;
-    IF FOUND THEN
+    END LOOP;
+    reason := stream_limit_past_reason(p_viewer, p_stream);
+    IF reason IS NOT NULL THEN
         kind := 'gone';
         RETURN NEXT;
     END IF;
@@ -306,31 +316,21 @@ CREATE FUNCTION stream_limit_end_oldest(p_viewer text)
 DECLARE
     v viewers := stream_limit_lock(p_viewer, false);
     t timestamptz := stream_limit_now();
-    l stream_lease;
-    found_live boolean := false;
-    keep stream_lease[] := '{}';
-    live bigint := 0;
 BEGIN
     IF v.viewer IS NULL THEN
         RETURN;
     END IF;
     -- `leases` is oldest first, so the first live one is the oldest.
-    FOREACH l IN ARRAY v.leases LOOP
-        IF NOT found_live AND l.expires_at > t THEN
-            lease := l;
-            found_live := true;
-        ELSE
-            keep := keep || l;
-            IF l.expires_at > t THEN live := live + 1; END IF;
-        END IF;
-    END LOOP;
-    IF found_live THEN
-        UPDATE viewers SET leases = keep WHERE viewer = p_viewer;
-        PERFORM stream_limit_record(p_viewer, ARRAY[lease], t, 'ended');
-        kind := 'ended'; active_count := live;
+    FOR i IN 1 .. cardinality(v.leases) LOOP
+        CONTINUE WHEN (v.leases[i]).expires_at <= t;
+        kind := 'ended';
+        lease := v.leases[i];
+        active_count := stream_limit_drop(p_viewer, v.leases, i, t, 'ended');
         RETURN NEXT;
-    ELSIF v.started OR cardinality(v.leases) > 0
-          OR EXISTS (SELECT 1 FROM stream_history h WHERE h.viewer = p_viewer) THEN
+        RETURN;
+    END LOOP;
+    IF v.started OR cardinality(v.leases) > 0
+       OR EXISTS (SELECT 1 FROM stream_history h WHERE h.viewer = p_viewer) THEN
         kind := 'known';
         RETURN NEXT;
     END IF;
