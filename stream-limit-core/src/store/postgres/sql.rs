@@ -27,13 +27,13 @@
 //!    the clock under the lock makes decision times increase in lock order, so
 //!    "active at the last decision" only ever shrinks by expiry.
 //!
-//! The common start, a generated stream id for a viewer below its limit, is a
-//! single conditional upsert, like a counter's: the `ON CONFLICT DO UPDATE`
-//! locks the row, checks the limit in its `WHERE` and appends in its `SET`,
-//! both evaluated on the latest version with the clock read after the lock
-//! (the `SET` reads it later than the `WHERE`, which only makes the count it
-//! admits against smaller). When the `WHERE` fails the row stays locked and
-//! the full decision runs.
+//! The common start, a generated stream id for a viewer with fewer leases in
+//! its row than its limit, is a single conditional upsert, like a counter's:
+//! the `ON CONFLICT DO UPDATE` locks the row and evaluates its `WHERE` (fewer
+//! leases than the limit, live or not, so admitting cannot exceed it) and its
+//! `SET` (append a lease made with the clock read there, after the lock) on
+//! the latest version. When the `WHERE` fails, the row stays locked and the
+//! full decision runs, which also prunes expired leases.
 //!
 //! Invariant: at every decision time `t`, the leases of a viewer with
 //! `expires_at > t` number at most its limit. A start admits only below it; a
