@@ -340,3 +340,87 @@ async fn when_the_database_goes_away_answers_stay_fast_and_json_and_recover() {
     );
     assert!(body["streamStatus"].get("degraded").is_none());
 }
+
+/// The three ways to start a stream.
+#[derive(Debug, Clone, Copy)]
+enum StartRoute {
+    Seed,
+    Watch,
+    Rest,
+}
+
+impl StartRoute {
+    const ALL: [StartRoute; 3] = [StartRoute::Seed, StartRoute::Watch, StartRoute::Rest];
+
+    /// A start for viewer `n` (user `n`, or Session-Id `expired-<n>`).
+    fn request(self, service: &Service, http: &Client, n: usize) -> reqwest::RequestBuilder {
+        match self {
+            StartRoute::Seed => http.get(service.url(&format!("/api/startstream/{n}"))),
+            StartRoute::Watch => http
+                .get(service.url("/watch"))
+                .header("Session-Id", format!("expired-{n}")),
+            StartRoute::Rest => http.post(service.url(&format!("/api/users/{n}/streams"))),
+        }
+    }
+
+    /// Whether the answer admitted a stream; panics on anything that is
+    /// neither an admission nor a refusal.
+    async fn admitted(self, response: reqwest::Response) -> bool {
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        match (self, status) {
+            (StartRoute::Seed, 200) => body["streamStatus"]["isNewStreamAllowed"]
+                .as_bool()
+                .unwrap_or_else(|| panic!("{self:?}: no flag in {body}")),
+            (StartRoute::Watch, 200) | (StartRoute::Rest, 201) => true,
+            (StartRoute::Watch, 401) | (StartRoute::Rest, 409) => false,
+            _ => panic!("{self:?}: unexpected {status} {body}"),
+        }
+    }
+
+    async fn start(self, service: &Service, http: &Client, n: usize) -> bool {
+        let response = self
+            .request(service, http, n)
+            .send()
+            .await
+            .expect("instance answers");
+        self.admitted(response).await
+    }
+}
+
+/// The first-round bug: a viewer whose slots were all held by expired leases
+/// got 500 on Postgres until the sweeper ran. On both stores, each start route
+/// fills the slots, is refused, and once the leases expired (1 s leases, no
+/// sweep within the test) is admitted again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_viewer_whose_leases_all_expired_starts_again_on_every_start_route() {
+    let db = fresh_database().await;
+    let short = [
+        ("STREAM_LIMIT__LIMITS__HEARTBEAT_TTL_SECS", "1"),
+        ("STREAM_LIMIT__LIMITS__SESSION_TTL_SECS", "1"),
+    ];
+    let mut postgres_env = short.to_vec();
+    postgres_env.push(("DATABASE_URL", db.url()));
+    let services = [
+        ("postgres", Service::spawn(&postgres_env).await),
+        ("memory", Service::spawn(&short).await),
+    ];
+    let http = Client::new();
+    for (store, service) in &services {
+        for (n, route) in StartRoute::ALL.into_iter().enumerate() {
+            for attempt in 0..4 {
+                let admitted = route.start(service, &http, 700 + n).await;
+                assert_eq!(admitted, attempt < 3, "{store} {route:?}: start {attempt}");
+            }
+        }
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    for (store, service) in &services {
+        for (n, route) in StartRoute::ALL.into_iter().enumerate() {
+            assert!(
+                route.start(service, &http, 700 + n).await,
+                "{store} {route:?}: a start after every lease expired"
+            );
+        }
+    }
+}

@@ -495,6 +495,57 @@ async fn a_sweep_leaves_just_expired_leases_alone_for_the_grace_period(world: Wo
     );
 }
 
+/// A crashed player never locks its viewer out: once every slot is held by an
+/// expired lease, and before any sweep, each kind of start is admitted and the
+/// expired leases are in history as expired.
+async fn a_viewer_whose_slots_all_expired_is_admitted_by_every_kind_of_start(world: World) {
+    type MakeStart = fn(&ViewerId) -> StartRequest;
+    let starts: [(&str, MakeStart); 3] = [
+        ("generated id, reject", |v| {
+            fresh_request(v, OnLimit::Reject)
+        }),
+        ("generated id, evict oldest", |v| {
+            fresh_request(v, OnLimit::EvictOldest)
+        }),
+        ("named id", |v| {
+            request(v, StreamId::random(), OnLimit::Reject)
+        }),
+    ];
+    let mut filled = Vec::new();
+    for (n, _) in starts.iter().enumerate() {
+        let viewer = user(&format!("5{n}"));
+        let mut ids = Vec::new();
+        for _ in 0..3 {
+            ids.push(admit(&world, &viewer, OnLimit::Reject).await);
+        }
+        filled.push((viewer, ids));
+    }
+    world.advance(TTL).await;
+    for ((kind, make), (viewer, expired)) in starts.iter().zip(&filled) {
+        let request = make(viewer);
+        match world.store.start(&request).await {
+            Ok(StartOutcome::Admitted(a)) => {
+                assert_eq!(a.lease.stream_id, request.stream_id, "{kind}");
+                assert_eq!(a.active_count, 1, "{kind}");
+                assert!(a.evicted.is_empty(), "{kind}: nothing live to evict");
+            }
+            other => panic!("{kind}: expected admission, got {other:?}"),
+        }
+        let mut history: Vec<_> = world
+            .store
+            .history(viewer, 10)
+            .await
+            .expect("answers")
+            .iter()
+            .map(|r| (r.stream_id, r.reason))
+            .collect();
+        history.sort_by_key(|(id, _)| *id);
+        let mut want: Vec<_> = expired.iter().map(|id| (*id, EndReason::Expired)).collect();
+        want.sort_by_key(|(id, _)| *id);
+        assert_eq!(history, want, "{kind}");
+    }
+}
+
 /// Runs each scenario once per store, on a multi-threaded runtime so that
 /// concurrent scenarios really interleave.
 macro_rules! contract_suite {
@@ -526,4 +577,5 @@ contract_suite!(
     a_sweep_touches_at_most_its_batch,
     sixty_simultaneous_starts_admit_exactly_the_limit,
     a_sweep_leaves_just_expired_leases_alone_for_the_grace_period,
+    a_viewer_whose_slots_all_expired_is_admitted_by_every_kind_of_start,
 );

@@ -4,8 +4,9 @@
 //!
 //! A viewer's leases live in its row of `viewers` (an array, oldest first).
 //! Each mutating operation is one call of a PL/pgSQL function
-//! (`migrations/V2__leases_in_viewer_row.sql`): one statement, one implicit
-//! transaction, one network round trip. Inside it:
+//! (`migrations/V2__leases_in_viewer_row.sql`; `stream_limit_start` as
+//! replaced by `V3__expired_leases_never_block_a_start.sql`): one statement,
+//! one implicit transaction, one network round trip. Inside it:
 //!
 //! 1. **Per-viewer row lock.** The function first locks the viewer's row:
 //!    `SELECT … FOR UPDATE` (`stream_limit_lock`), or, for a start, an
