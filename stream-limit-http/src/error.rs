@@ -65,6 +65,9 @@ pub enum ApiError {
     /// 410: a heartbeat for a lease that is no longer active; the player should stop.
     #[error("stream is no longer active")]
     StreamGone(EndReason),
+    /// 408: a body was announced but did not arrive within the body deadline.
+    #[error("request body not received in time")]
+    BodyTimeout,
     /// 413: the body is larger than `server.max_body_bytes`.
     #[error("request body too large")]
     PayloadTooLarge,
@@ -102,6 +105,7 @@ impl ApiError {
             Self::Unauthorized => Some("unauthorized"),
             Self::StreamNotFound => Some("stream_not_found"),
             Self::StreamAlreadyEnded(_) | Self::StreamGone(_) => Some("stream_gone"),
+            Self::BodyTimeout => Some("body_timeout"),
             Self::PayloadTooLarge => Some("payload_too_large"),
             Self::Store(StoreError::Unavailable(_)) => Some("store_unavailable"),
             Self::Store(StoreError::Busy(_)) => Some("store_busy"),
@@ -143,6 +147,7 @@ impl ResponseError for ApiError {
             Self::StreamNotFound | Self::RouteNotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::StreamAlreadyEnded(_) | Self::StreamGone(_) => StatusCode::GONE,
+            Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Store(StoreError::Unavailable(_) | StoreError::Busy(_)) => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -159,14 +164,22 @@ impl ResponseError for ApiError {
             tracing::error!(status = status.as_u16(), cause = %cause_chain(self), "{self}");
         }
         let msg = self.to_string();
-        respond::json(
+        let mut response = respond::json(
             status,
             &ErrorBody {
                 msg: &msg,
                 code: self.code(),
                 reason: self.reason(),
             },
-        )
+        );
+        if matches!(self, Self::BodyTimeout | Self::PayloadTooLarge) {
+            // The rest of the body may never come, or is not worth reading:
+            // close instead of waiting for it to make room for the next request.
+            response
+                .head_mut()
+                .set_connection_type(actix_web::http::ConnectionType::Close);
+        }
+        response
     }
 }
 

@@ -9,17 +9,21 @@
 //! | [`PathViewer`] | `{viewer}` | `ViewerId` | [`ApiError::InvalidViewer`] |
 //! | [`IdempotencyHeader`] | `Idempotency-Key` header | `StreamId` (v5) | [`ApiError::InvalidIdempotencyKey`] |
 //! | [`StartParams`] | query `streamId`, `deviceId`, `contentId` | `StartOptions` | 400 |
-//! | [`OptionalJson`] | a JSON body, or none | `T` | 400 / 413 |
+//! | [`JsonBody`] | a JSON body | `T` | 400 / 408 / 413 |
+//! | [`OptionalJson`] | a JSON body, or none | `T` | 400 / 408 / 413 |
 //!
-//! [`configure`] installs JSON error handlers for actix's own `Path`, `Query`
-//! and `Json` extractors, so malformed input never gets a non-JSON answer.
+//! [`configure`] installs JSON error handlers for actix's own `Path` and
+//! `Query` extractors, so malformed input never gets a non-JSON answer. Bodies
+//! are read by [`JsonBody`] and [`OptionalJson`], never by `web::Json`, so that
+//! every body read has a deadline.
 
 use std::future::{ready, Future, Ready};
 use std::pin::Pin;
+use std::time::Duration;
 
 use actix_web::dev::Payload;
-use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
-use actix_web::http::header::{HeaderName, CONTENT_LENGTH, TRANSFER_ENCODING};
+use actix_web::error::{PathError, QueryPayloadError};
+use actix_web::http::header::{HeaderName, CONTENT_LENGTH};
 use actix_web::http::Method;
 use actix_web::{web, FromRequest, HttpRequest};
 use serde::de::DeserializeOwned;
@@ -35,8 +39,18 @@ pub(crate) const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempote
 /// Longest accepted `deviceId` / `contentId`, in characters.
 pub(crate) const MAX_LABEL_CHARS: usize = 128;
 
-/// Installs JSON error handlers for `web::Path`, `web::Query` and `web::Json`
-/// (the latter limited to `max_body_bytes`, larger bodies getting 413).
+/// Longest wait for a request body once its head has arrived: actix's own
+/// deadline for the head (`client_request_timeout`) is the same 5 s. A client
+/// that announces a body and never sends it would otherwise hold its
+/// connection, and a file descriptor, for ever.
+pub(crate) const BODY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The largest accepted body, `server.max_body_bytes`, as app data.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BodyLimit(pub(crate) usize);
+
+/// Installs JSON error handlers for `web::Path` and `web::Query`, and the body
+/// limit that [`JsonBody`] and [`OptionalJson`] enforce (larger bodies get 413).
 pub(crate) fn configure(max_body_bytes: usize) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg| {
         cfg.app_data(web::PathConfig::default().error_handler(|_: PathError, _| {
@@ -47,25 +61,55 @@ pub(crate) fn configure(max_body_bytes: usize) -> impl FnOnce(&mut web::ServiceC
                 ApiError::BadRequest("invalid query string").into()
             }),
         )
-        .app_data(
-            web::JsonConfig::default()
-                .limit(max_body_bytes)
-                // Accept `curl -d '{...}'` without a JSON content type.
-                .content_type_required(false)
-                .error_handler(|error, _| json_error(error).into()),
-        )
-        .app_data(web::PayloadConfig::new(max_body_bytes));
+        .app_data(BodyLimit(max_body_bytes));
     }
 }
 
-fn json_error(error: JsonPayloadError) -> ApiError {
-    match error {
-        JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => {
-            ApiError::PayloadTooLarge
-        }
-        _ => ApiError::BadRequest("request body is not valid JSON for this route"),
+/// The whole body, at most `limit` bytes, within [`BODY_TIMEOUT`].
+async fn read_body(body: web::Payload, limit: usize) -> Result<web::Bytes, ApiError> {
+    match tokio::time::timeout(BODY_TIMEOUT, body.to_bytes_limited(limit)).await {
+        Err(_) => Err(ApiError::BodyTimeout),
+        Ok(Err(_)) => Err(ApiError::PayloadTooLarge),
+        Ok(Ok(Err(_))) => Err(ApiError::BadRequest("request body could not be read")),
+        Ok(Ok(Ok(bytes))) => Ok(bytes),
     }
 }
+
+/// Reads the body and decodes it as JSON; `empty` stands in for an empty body
+/// (none at all, `Content-Length: 0`, or a chunked body of no chunks).
+fn json_body<T: DeserializeOwned + 'static>(
+    req: &HttpRequest,
+    payload: &mut Payload,
+    empty: Option<fn() -> T>,
+) -> Pin<Box<dyn Future<Output = Result<T, ApiError>>>> {
+    let limit = req
+        .app_data::<BodyLimit>()
+        .map_or(DEFAULT_BODY_LIMIT, |limit| limit.0);
+    let announced = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|length| length > limit as u64) {
+        // Refused before reading a byte of it.
+        return Box::pin(ready(Err(ApiError::PayloadTooLarge)));
+    }
+    let (req, mut payload) = (req.clone(), payload.take());
+    Box::pin(async move {
+        let body = web::Payload::from_request(&req, &mut payload)
+            .await
+            .map_err(|_| ApiError::BadRequest("request body could not be read"))?;
+        let bytes = read_body(body, limit).await?;
+        match empty {
+            Some(default) if bytes.is_empty() => Ok(default()),
+            _ => serde_json::from_slice(&bytes)
+                .map_err(|_| ApiError::BadRequest("request body is not valid JSON for this route")),
+        }
+    })
+}
+
+/// Without [`configure`] (unit tests of single handlers): actix's default.
+const DEFAULT_BODY_LIMIT: usize = 256 * 1024;
 
 /// A path segment, or the given error when the route has none.
 fn segment<'r>(req: &'r HttpRequest, name: &str, error: ApiError) -> Result<&'r str, ApiError> {
@@ -217,19 +261,33 @@ impl RawStart {
         };
         Ok(StartOptions {
             stream_id,
-            device_id: label(self.device_id, "deviceId must be at most 128 characters")?,
-            content_id: label(self.content_id, "contentId must be at most 128 characters")?,
+            device_id: label(
+                self.device_id,
+                "deviceId must be at most 128 characters, none of them control characters",
+            )?,
+            content_id: label(
+                self.content_id,
+                "contentId must be at most 128 characters, none of them control characters",
+            )?,
         })
     }
 }
 
-/// An optional free-text label: empty means absent, longer than
-/// [`MAX_LABEL_CHARS`] is refused.
-fn label(raw: Option<String>, too_long: &'static str) -> Result<Option<Box<str>>, ApiError> {
+/// An optional free-text label: empty means absent; longer than
+/// [`MAX_LABEL_CHARS`], or holding a control character, is refused.
+///
+/// Control characters have no place in a device or content id, and one of
+/// them, U+0000, cannot be stored in a Postgres `text` at all: refusing them
+/// here keeps both stores answering the same, with a 400 rather than a 500.
+fn label(raw: Option<String>, invalid: &'static str) -> Result<Option<Box<str>>, ApiError> {
     match raw {
         None => Ok(None),
         Some(text) if text.is_empty() => Ok(None),
-        Some(text) if text.chars().count() > MAX_LABEL_CHARS => Err(ApiError::BadRequest(too_long)),
+        Some(text)
+            if text.chars().count() > MAX_LABEL_CHARS || text.chars().any(char::is_control) =>
+        {
+            Err(ApiError::BadRequest(invalid))
+        }
         Some(text) => Ok(Some(text.into_boxed_str())),
     }
 }
@@ -256,37 +314,39 @@ impl FromRequest for StartParams {
     }
 }
 
-/// A JSON body that may also be absent (no body at all, or `Content-Length: 0`),
-/// in which case `T::default()` stands in.
+/// A JSON body, required: read within [`BODY_TIMEOUT`], at most
+/// `server.max_body_bytes` (413 beyond), 400 when it is not `T`'s JSON.
+#[derive(Debug)]
+pub(crate) struct JsonBody<T>(pub(crate) T);
+
+impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let body = json_body::<T>(req, payload, None);
+        Box::pin(async move { body.await.map(Self) })
+    }
+}
+
+/// A JSON body that may also be empty (no body at all, `Content-Length: 0`, or
+/// a chunked body with no data), in which case `T::default()` stands in.
+/// Otherwise as [`JsonBody`].
 #[derive(Debug)]
 pub(crate) struct OptionalJson<T>(pub(crate) T);
 
 impl<T: DeserializeOwned + Default + 'static> FromRequest for OptionalJson<T> {
-    type Error = actix_web::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self, actix_web::Error>>>>;
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        if has_no_body(req) {
-            return Box::pin(ready(Ok(Self(T::default()))));
-        }
-        // Delegates to `web::Json`, so the `JsonConfig` limit and error handler apply.
-        let json = web::Json::<T>::from_request(req, payload);
-        Box::pin(async move { json.await.map(|j| Self(j.into_inner())) })
-    }
-}
-
-fn has_no_body(req: &HttpRequest) -> bool {
-    let headers = req.headers();
-    match headers.get(CONTENT_LENGTH) {
-        Some(length) => length.as_bytes() == b"0",
-        None => !headers.contains_key(TRANSFER_ENCODING),
+        let body = json_body::<T>(req, payload, Some(T::default));
+        Box::pin(async move { body.await.map(Self) })
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use actix_web::test::TestRequest;
-
     use super::*;
 
     #[test]
@@ -298,6 +358,17 @@ mod tests {
     }
 
     #[test]
+    fn labels_refuse_control_characters_nul_first() {
+        for bad in ["a\0b", "\0", "tab\there", "\u{7f}", "\u{85}"] {
+            assert!(label(Some(bad.into()), "bad").is_err(), "{bad:?}");
+        }
+        assert!(matches!(
+            label(Some("Wohnzimmer-TV ✓".into()), "bad"),
+            Ok(Some(_))
+        ));
+    }
+
+    #[test]
     fn a_stream_id_in_the_query_wins_over_the_idempotency_key() {
         let named = StreamId::random();
         let raw = RawStart {
@@ -306,14 +377,5 @@ mod tests {
         };
         let keyed = IdempotencyHeader(Some(StreamId::random()));
         assert_eq!(raw.parse(keyed).ok().and_then(|o| o.stream_id), Some(named));
-    }
-
-    #[test]
-    fn a_request_without_length_or_chunking_has_no_body() {
-        assert!(has_no_body(&TestRequest::post().to_http_request()));
-        let zero = TestRequest::post().insert_header((CONTENT_LENGTH, "0"));
-        assert!(has_no_body(&zero.to_http_request()));
-        let some = TestRequest::post().insert_header((CONTENT_LENGTH, "2"));
-        assert!(!has_no_body(&some.to_http_request()));
     }
 }

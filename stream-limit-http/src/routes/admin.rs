@@ -24,7 +24,7 @@ use subtle::ConstantTimeEq;
 use super::streams::{end_response, ListBody};
 use super::{read, resource, route_not_found};
 use crate::error::ApiError;
-use crate::extract::{PathStream, PathViewer};
+use crate::extract::{JsonBody, PathStream, PathViewer};
 use crate::respond::json;
 
 /// The operators' header.
@@ -140,9 +140,9 @@ struct LimitSet {
 async fn set_limit(
     limiter: web::Data<StreamLimiter>,
     viewer: PathViewer,
-    body: web::Json<LimitBody>,
+    body: JsonBody<LimitBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let Some(requested) = body.into_inner().max_streams else {
+    let Some(requested) = body.0.max_streams else {
         return Err(ApiError::BadRequest(
             "body must be {\"maxStreams\": n} or {\"maxStreams\": null}",
         ));

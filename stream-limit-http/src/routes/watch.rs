@@ -6,7 +6,7 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::{web, HttpResponse};
-use stream_limit_core::StreamLimiter;
+use stream_limit_core::{SessionId, StreamLimiter};
 
 use super::streams;
 use crate::error::ApiError;
@@ -26,8 +26,9 @@ pub(crate) async fn start(
 }
 
 /// Middleware of the `/watch` scope: every answer, errors included, echoes the
-/// request's `Session-Id` when it is printable ASCII (a gateway matches replies
-/// to viewers by it; anything else is not echoed into our headers).
+/// request's `Session-Id` when it is a valid one (a gateway matches replies to
+/// viewers by it). An invalid one is never copied into our headers: its 400
+/// says why, and echoing a 128 KB or hostile value would only amplify it.
 pub(crate) async fn echo_session_id(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
@@ -36,7 +37,11 @@ pub(crate) async fn echo_session_id(
     let echo = req
         .headers()
         .get(&SESSION_ID)
-        .filter(|value| !value.is_empty() && value.as_bytes().iter().all(u8::is_ascii_graphic))
+        .filter(|value| {
+            value
+                .to_str()
+                .is_ok_and(|text| SessionId::parse(text).is_ok())
+        })
         .cloned();
     let mut response = next.call(req).await?;
     if let Some(value) = echo {

@@ -132,3 +132,45 @@ async fn hostile_headers_never_produce_a_5xx() {
         assert_json_type(&response);
     }
 }
+
+/// Postgres `text` cannot hold U+0000, so a NUL in a label once gave 500 on
+/// Postgres and 201 in memory. Every start route refuses control characters in
+/// `deviceId` and `contentId` with a 400, before any store sees them.
+#[tokio::test]
+async fn control_characters_in_labels_are_400_on_every_start_route() {
+    let app = spawn_app().await;
+    // The same label as a query string (seed, /watch) and as a JSON body (REST).
+    for (query, body) in [
+        ("deviceId=a%00b", r#"{"deviceId":"a\u0000b"}"#),
+        ("contentId=%00", r#"{"contentId":"\u0000"}"#),
+        ("deviceId=%1B%5B31m", r#"{"deviceId":"\u001b[31m"}"#),
+    ] {
+        let watch = app
+            .client
+            .get(app.url(&format!("/watch?{query}")))
+            .header("Session-Id", "s1")
+            .send()
+            .await
+            .expect("sent");
+        let seed = app.get(&format!("/api/startstream/1?{query}")).await;
+        let rest = app
+            .client
+            .post(app.url("/api/users/1/streams"))
+            .body(body)
+            .send()
+            .await
+            .expect("sent");
+        for response in [watch, seed, rest] {
+            let json = json(response, StatusCode::BAD_REQUEST).await;
+            assert!(
+                json["msg"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("control characters")),
+                "{query}: {json}"
+            );
+        }
+    }
+    // Nothing was admitted along the way.
+    let listed = json(app.get("/api/users/1/streams").await, StatusCode::OK).await;
+    assert_eq!(listed["streamCount"], 0, "{listed}");
+}

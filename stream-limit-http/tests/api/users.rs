@@ -139,3 +139,23 @@ async fn rest_routes_refuse_a_bad_user_id_with_the_seed_body() {
     )
     .await;
 }
+
+/// An empty chunked body means "no body", as a missing one does: the start
+/// is admitted rather than refused as "not valid JSON".
+#[tokio::test]
+async fn an_empty_chunked_body_starts_like_no_body() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_app().await;
+    let host = app.address.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(host).await.expect("connect");
+    stream
+        .write_all(
+            b"POST /api/users/31/streams HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+              Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        )
+        .await
+        .expect("send");
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).await.expect("read");
+    assert!(reply.starts_with("HTTP/1.1 201"), "{reply}");
+}
