@@ -297,16 +297,21 @@ impl Settings {
                 "must not be shorter than limits.heartbeat_ttl_secs",
             ));
         }
-        if self
-            .admin
-            .api_key
-            .as_ref()
-            .is_some_and(|k| k.expose_secret().len() < 16)
-        {
-            return Err(invalid(
-                "admin.api_key",
-                "must be at least 16 characters (unset it to disable the admin listener)",
-            ));
+        if let Some(key) = self.admin.api_key.as_ref().map(ExposeSecret::expose_secret) {
+            if key.len() < 16 {
+                return Err(invalid(
+                    "admin.api_key",
+                    "must be at least 16 characters (unset it to disable the admin listener)",
+                ));
+            }
+            // An HTTP client trims the header value it sends, so such a key
+            // could never match: refuse it rather than lock operators out.
+            if key.trim() != key || !key.bytes().all(|b| b.is_ascii_graphic()) {
+                return Err(invalid(
+                    "admin.api_key",
+                    "must be visible ASCII characters, without spaces",
+                ));
+            }
         }
         if let Err(error) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             return Err(invalid("log.level", &error.to_string()));

@@ -15,6 +15,7 @@ use tokio::task::JoinHandle;
 use crate::metrics::{InstrumentedStore, Metrics};
 use crate::middleware::{access_log, access_log_enabled, json_errors};
 use crate::routes::admin::{self, AdminKey};
+use crate::routes::health::Readiness;
 use crate::settings::{ServerSettings, Settings};
 use crate::store::StoreSetupError;
 use crate::{extract, routes};
@@ -242,10 +243,12 @@ fn public_server(
 ) -> io::Result<Server> {
     let max_body = server.max_body_bytes;
     let log_requests = access_log_enabled();
+    let readiness = web::Data::new(Readiness::default());
     let mut http = HttpServer::new(move || {
         App::new()
             .app_data(limiter.clone())
             .app_data(metrics.clone())
+            .app_data(readiness.clone())
             .configure(extract::configure(max_body))
             .configure(routes::configure)
             .wrap(json_errors())

@@ -14,7 +14,7 @@
 //! wherever `GET` is (actix drops the body).
 
 pub(crate) mod admin;
-mod health;
+pub(crate) mod health;
 mod seed;
 mod streams;
 mod users;

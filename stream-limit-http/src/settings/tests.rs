@@ -198,6 +198,14 @@ fn a_misspelt_key_is_refused_rather_than_ignored() {
 fn a_short_admin_key_or_a_bad_log_level_stops_startup() {
     let message = error_of(load(&[("STREAM_LIMIT__ADMIN__API_KEY", "short")]));
     assert!(message.contains("admin.api_key"), "{message}");
+    for padded in [
+        " 0123456789abcdef",
+        "0123456789abcdef\t",
+        "0123456789 abcdef",
+    ] {
+        let message = error_of(load(&[("STREAM_LIMIT__ADMIN__API_KEY", padded)]));
+        assert!(message.contains("without spaces"), "{padded:?}: {message}");
+    }
     let message = error_of(load(&[("STREAM_LIMIT__LOG__LEVEL", "info,[=bad")]));
     assert!(message.contains("log.level"), "{message}");
 }

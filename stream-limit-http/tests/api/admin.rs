@@ -73,6 +73,31 @@ async fn every_admin_request_needs_the_exact_key() {
     assert_eq!(body["code"], "invalid_viewer");
 }
 
+/// Two `X-API-Key` headers are refused even when one of them is right.
+#[tokio::test]
+async fn two_api_key_headers_are_refused_whichever_comes_first() {
+    let app = spawn_with(admin_settings()).await;
+    let url = format!(
+        "{}/admin/viewers/user:1/streams",
+        app.admin_address.as_deref().expect("admin listener")
+    );
+    for (first, second) in [
+        (ADMIN_KEY, "nope"),
+        ("nope", ADMIN_KEY),
+        (ADMIN_KEY, ADMIN_KEY),
+    ] {
+        let response = app
+            .client
+            .get(&url)
+            .header("X-API-Key", first)
+            .header("X-API-Key", second)
+            .send()
+            .await
+            .expect("sent");
+        exact(response, StatusCode::UNAUTHORIZED, UNAUTHORIZED).await;
+    }
+}
+
 #[tokio::test]
 async fn a_revoked_stream_answers_its_next_heartbeat_with_410_revoked() {
     let app = spawn_with(admin_settings()).await;
