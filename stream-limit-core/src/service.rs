@@ -1,14 +1,14 @@
 //! [`StreamLimiter`]: the rule's configuration applied on top of a [`LeaseStore`].
 
+mod fallback;
+
 use std::sync::Arc;
 use std::time::Duration;
-
-use chrono::Utc;
 
 use crate::domain::ids::{StreamId, ViewerId};
 use crate::domain::lease::{EndReason, Lease, StreamRecord};
 use crate::domain::outcome::{
-    Admission, EndOldestOutcome, EndOutcome, HeartbeatOutcome, StartOutcome, SweepReport,
+    EndOldestOutcome, EndOutcome, HeartbeatOutcome, StartOutcome, SweepReport,
 };
 use crate::domain::policy::{Client, LeaseTerms, MaxStreams, OnLimit, OnStoreError};
 use crate::domain::request::StartRequest;
@@ -45,6 +45,8 @@ pub struct StartOptions {
 pub struct StreamLimiter {
     store: Arc<dyn LeaseStore>,
     config: LimiterConfig,
+    /// This instance's own book, for failing open (see [`fallback`]).
+    fallback: Arc<fallback::Fallback>,
 }
 
 impl std::fmt::Debug for StreamLimiter {
@@ -58,7 +60,32 @@ impl std::fmt::Debug for StreamLimiter {
 impl StreamLimiter {
     /// A limiter over `store`.
     pub fn new(store: Arc<dyn LeaseStore>, config: LimiterConfig) -> Self {
-        Self { store, config }
+        Self {
+            store,
+            config,
+            fallback: Arc::new(fallback::Fallback::new()),
+        }
+    }
+
+    /// The same limiter over another store (a decorator of this one's, such
+    /// as a metrics recorder), keeping its configuration and local book.
+    pub fn with_store(&self, store: Arc<dyn LeaseStore>) -> Self {
+        Self {
+            store,
+            ..self.clone()
+        }
+    }
+
+    /// How many starts this instance admitted degraded, on its local book,
+    /// while the store was unreachable.
+    pub fn degraded_admissions(&self) -> u64 {
+        self.fallback.admitted()
+    }
+
+    /// Whether `error` is one this limiter fails open on.
+    fn fails_open(&self, error: &StoreError) -> bool {
+        matches!(error, StoreError::Unavailable(_))
+            && self.config.on_store_error == OnStoreError::Allow
     }
 
     /// The configuration in force.
@@ -75,11 +102,14 @@ impl StreamLimiter {
     /// ([`LeaseTerms::ttl_for`]).
     ///
     /// When the store is unreachable ([`StoreError::Unavailable`]) and
-    /// `on_store_error = allow`, the stream is admitted anyway with
-    /// [`Admission::degraded`] set: playback is not blocked by our outage, and
-    /// the lease is simply not recorded. A store that is up but busy, or that
-    /// answers with an error, is never failed open: admitting then would let a
-    /// viewer past the limit while the store is deciding for everyone else.
+    /// `on_store_error = allow`, the start is decided on this instance's own
+    /// book with the same rule, and an admission is marked
+    /// [`Admission::degraded`](crate::Admission::degraded): playback is not
+    /// blocked by our outage, and a viewer gets at most its limit per
+    /// instance. See [`fallback`] for what becomes of those leases. A store
+    /// that is up but busy, or that answers with an error, is never failed
+    /// open: admitting then would let a viewer past the limit while the store
+    /// is deciding for everyone else.
     pub async fn start(
         &self,
         viewer: ViewerId,
@@ -97,26 +127,49 @@ impl StreamLimiter {
             content_id: options.content_id,
         };
         match self.store.start(&request).await {
-            Ok(outcome) => Ok(outcome),
-            Err(error @ StoreError::Unavailable(_))
-                if self.config.on_store_error == OnStoreError::Allow =>
-            {
+            Err(error) if self.fails_open(&error) => {
                 tracing::warn!(error = %error, cause = ?std::error::Error::source(&error),
-                    viewer = %request.viewer, "store failed; admitting degraded (on_store_error = allow)");
-                Ok(StartOutcome::Admitted(degraded_admission(request)))
+                    viewer = %request.viewer, "store unreachable; deciding on the local book (on_store_error = allow)");
+                self.fallback.start(&request, error).await
             }
-            Err(error) => Err(error),
+            result => result,
         }
     }
 
     /// Extends a live lease. Players should stop only on
     /// [`HeartbeatOutcome::Gone`]; an `Err` is transient.
+    ///
+    /// A lease admitted degraded is extended on the local book while the
+    /// store is unreachable, and written back into the store on the first
+    /// heartbeat after it returns (`Gone(Evicted)` if the viewer has no room).
     pub async fn heartbeat(
         &self,
         viewer: &ViewerId,
         stream_id: StreamId,
     ) -> Result<HeartbeatOutcome, StoreError> {
-        self.store.heartbeat(viewer, stream_id).await
+        match self.store.heartbeat(viewer, stream_id).await {
+            Ok(HeartbeatOutcome::NotFound) => {
+                let default_limit = self.config.default_limit;
+                let Some(request) = self.fallback.take(viewer, stream_id, default_limit).await
+                else {
+                    return Ok(HeartbeatOutcome::NotFound);
+                };
+                Ok(match self.store.start(&request).await? {
+                    StartOutcome::Admitted(admission) => {
+                        HeartbeatOutcome::Extended(admission.lease)
+                    }
+                    StartOutcome::Refused(_) => HeartbeatOutcome::Gone(EndReason::Evicted),
+                    StartOutcome::Gone(reason) => HeartbeatOutcome::Gone(reason),
+                })
+            }
+            Err(error) if self.fails_open(&error) => {
+                match self.fallback.heartbeat(viewer, stream_id).await {
+                    Some(outcome) => Ok(outcome),
+                    None => Err(error),
+                }
+            }
+            result => result,
+        }
     }
 
     /// Ends one stream at the client's request. Idempotent.
@@ -125,7 +178,7 @@ impl StreamLimiter {
         viewer: &ViewerId,
         stream_id: StreamId,
     ) -> Result<EndOutcome, StoreError> {
-        self.store.end(viewer, stream_id, EndReason::Ended).await
+        self.end_for(viewer, stream_id, EndReason::Ended).await
     }
 
     /// Ends one stream at an operator's request (history says `revoked`).
@@ -134,12 +187,43 @@ impl StreamLimiter {
         viewer: &ViewerId,
         stream_id: StreamId,
     ) -> Result<EndOutcome, StoreError> {
-        self.store.end(viewer, stream_id, EndReason::Revoked).await
+        self.end_for(viewer, stream_id, EndReason::Revoked).await
     }
 
-    /// Ends the viewer's oldest active stream (the seed `endstream`).
+    /// Ends a stream in the store, or on the local book if it was admitted
+    /// degraded and not written back.
+    async fn end_for(
+        &self,
+        viewer: &ViewerId,
+        stream_id: StreamId,
+        reason: EndReason,
+    ) -> Result<EndOutcome, StoreError> {
+        match self.store.end(viewer, stream_id, reason).await {
+            Ok(EndOutcome::NotFound) => Ok(self
+                .fallback
+                .end(viewer, stream_id, reason)
+                .await
+                .unwrap_or(EndOutcome::NotFound)),
+            Err(error) if self.fails_open(&error) => {
+                match self.fallback.end(viewer, stream_id, reason).await {
+                    Some(outcome) => Ok(outcome),
+                    None => Err(error),
+                }
+            }
+            result => result,
+        }
+    }
+
+    /// Ends the viewer's oldest active stream (the seed `endstream`); while
+    /// the store is unreachable, its oldest degraded one.
     pub async fn end_oldest(&self, viewer: &ViewerId) -> Result<EndOldestOutcome, StoreError> {
-        self.store.end_oldest(viewer).await
+        match self.store.end_oldest(viewer).await {
+            Err(error) if self.fails_open(&error) => match self.fallback.end_oldest(viewer).await {
+                Some(outcome) => Ok(outcome),
+                None => Err(error),
+            },
+            result => result,
+        }
     }
 
     /// The viewer's active streams, oldest first.
@@ -178,25 +262,6 @@ impl StreamLimiter {
     /// Whether the store answers.
     pub async fn ping(&self) -> Result<(), StoreError> {
         self.store.ping().await
-    }
-}
-
-/// The answer of a fail-open start: a lease that exists only in this reply.
-fn degraded_admission(request: StartRequest) -> Admission {
-    let now = Utc::now();
-    Admission {
-        lease: Lease {
-            stream_id: request.stream_id,
-            started_at: now,
-            expires_at: now + request.ttl,
-            ttl: request.ttl,
-            device_id: request.device_id,
-            content_id: request.content_id,
-        },
-        active_count: 1,
-        evicted: Vec::new(),
-        replayed: false,
-        degraded: true,
     }
 }
 

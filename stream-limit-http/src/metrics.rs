@@ -18,7 +18,8 @@ use prometheus::{
 };
 use stream_limit_core::{
     EndOldestOutcome, EndOutcome, EndReason, HeartbeatOutcome, Lease, LeaseStore, MaxStreams,
-    StartOutcome, StartRequest, StoreError, StreamId, StreamRecord, SweepReport, ViewerId,
+    StartOutcome, StartRequest, StoreError, StreamId, StreamLimiter, StreamRecord, SweepReport,
+    ViewerId,
 };
 
 /// Store latency buckets, in seconds: from an in-memory hit to a pool timeout.
@@ -40,6 +41,9 @@ pub struct Metrics {
     heartbeats: [IntCounter; 3],
     ends: [IntCounter; 3],
     evictions: IntCounter,
+    /// Mirrors [`StreamLimiter::degraded_admissions`], brought up to date at
+    /// each scrape (the limiter decides those starts, above the store).
+    degraded: IntCounter,
     swept: [IntCounter; 2],
     start: Operation,
     heartbeat: Operation,
@@ -71,6 +75,12 @@ impl Metrics {
         let swept = outcome("swept_total", "Rows the sweeper cleaned, by kind.")?;
         let evictions = IntCounter::new("evictions_total", "Streams evicted by evict_oldest.")?;
         registry.register(Box::new(evictions.clone()))?;
+        let degraded = IntCounter::new(
+            "degraded_admissions_total",
+            "Starts admitted on this instance's local book while the store was unreachable \
+             (on_store_error = allow).",
+        )?;
+        registry.register(Box::new(degraded.clone()))?;
         let seconds = HistogramVec::new(
             HistogramOpts::new("store_seconds", "Store operation latency.")
                 .buckets(BUCKETS.to_vec()),
@@ -101,6 +111,7 @@ impl Metrics {
             ends: ["ended", "already_ended", "not_found"].map(|n| ends.with_label_values(&[n])),
             swept: ["expired", "purged"].map(|n| swept.with_label_values(&[n])),
             evictions,
+            degraded,
             start: op("start"),
             heartbeat: op("heartbeat"),
             end: op("end"),
@@ -122,7 +133,14 @@ impl Metrics {
 }
 
 /// `GET /metrics`: the Prometheus text format.
-pub(crate) async fn serve(metrics: web::Data<Arc<Metrics>>) -> HttpResponse {
+pub(crate) async fn serve(
+    metrics: web::Data<Arc<Metrics>>,
+    limiter: web::Data<StreamLimiter>,
+) -> HttpResponse {
+    let degraded = limiter.degraded_admissions();
+    metrics
+        .degraded
+        .inc_by(degraded.saturating_sub(metrics.degraded.get()));
     HttpResponse::Ok()
         .insert_header((
             CONTENT_TYPE,

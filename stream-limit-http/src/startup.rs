@@ -83,7 +83,7 @@ impl Application {
         let metrics = Metrics::new().map_err(StartupError::Metrics)?;
         // Every store, whatever the caller built, is measured the same way.
         let store = InstrumentedStore::new(Arc::clone(limiter.store()), Arc::clone(&metrics));
-        let limiter = web::Data::new(StreamLimiter::new(Arc::new(store), *limiter.config()));
+        let limiter = web::Data::new(limiter.with_store(Arc::new(store)));
         let metrics = web::Data::new(metrics);
         let sweeper = AbortOnDrop(spawn_sweeper(
             Arc::clone(limiter.store()),

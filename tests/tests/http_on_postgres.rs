@@ -424,3 +424,133 @@ async fn a_viewer_whose_leases_all_expired_starts_again_on_every_start_route() {
         }
     }
 }
+
+/// With `on_store_error = allow`, an outage under load admits at most
+/// `limit × instances` streams per viewer (each instance decides on its own
+/// book), answers stay bounded, and after the outage every degraded lease is
+/// written back on its next heartbeat, or told it was evicted, so the store's
+/// limit holds again. Prints the measured figures.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_outage_under_load_admits_at_most_the_limit_per_instance_per_viewer() {
+    const VIEWERS: usize = 20;
+    const ATTEMPTS: usize = 15;
+    let db = fresh_database().await;
+    let env = [
+        ("DATABASE_URL", db.url()),
+        ("STREAM_LIMIT__STORE__POOL_TIMEOUT_MS", "500"),
+        ("STREAM_LIMIT__STORE__QUERY_TIMEOUT_MS", "500"),
+    ];
+    let instances = Arc::new([Service::spawn(&env).await, Service::spawn(&env).await]);
+    let admin = connect(&stream_limit_tests::postgres::server_url()).await;
+    let http = Client::new();
+    set_reachable(&admin, db.name(), false).await;
+
+    // Every viewer's clients hammer both instances during the outage.
+    let tasks: Vec<_> = (0..VIEWERS)
+        .map(|viewer| {
+            let (http, instances) = (http.clone(), instances.clone());
+            tokio::spawn(async move {
+                let mut admitted = Vec::new();
+                let mut slowest = std::time::Duration::ZERO;
+                for attempt in 0..ATTEMPTS {
+                    let instance = attempt % 2;
+                    let started = std::time::Instant::now();
+                    let response = http
+                        .get(instances[instance].url("/watch"))
+                        .header("Session-Id", format!("outage-{viewer}"))
+                        .send()
+                        .await
+                        .expect("instance answers");
+                    slowest = slowest.max(started.elapsed());
+                    let status = response.status();
+                    let body: Value = response.json().await.expect("JSON");
+                    match status.as_u16() {
+                        200 => {
+                            assert_eq!(body["degraded"], true, "{body}");
+                            let id = body["streamId"].as_str().expect("id").to_owned();
+                            admitted.push((instance, id));
+                        }
+                        401 => {}
+                        _ => panic!("viewer {viewer}: {status} {body}"),
+                    }
+                }
+                (admitted, slowest)
+            })
+        })
+        .collect();
+    let mut per_viewer = Vec::new();
+    let mut slowest = std::time::Duration::ZERO;
+    for task in tasks {
+        let (admitted, slow) = task.await.expect("task");
+        slowest = slowest.max(slow);
+        per_viewer.push(admitted);
+    }
+    let most = per_viewer.iter().map(Vec::len).max().unwrap_or(0);
+    let total: usize = per_viewer.iter().map(Vec::len).sum();
+    assert!(
+        most <= 3 * 2,
+        "a viewer got {most} degraded streams from 2 instances"
+    );
+    assert!(
+        per_viewer.iter().all(|a| a.len() == 6),
+        "each instance admits exactly its limit per viewer: {:?}",
+        per_viewer.iter().map(Vec::len).collect::<Vec<_>>()
+    );
+    assert!(slowest < std::time::Duration::from_secs(3), "{slowest:?}");
+
+    set_reachable(&admin, db.name(), true).await;
+    let recovering = std::time::Instant::now();
+    let mut recovered = None;
+    for probe in 0..100 {
+        // A new viewer each time, so the local book never refuses the probe.
+        let response = http
+            .get(instances[0].url("/watch"))
+            .header("Session-Id", format!("outage-probe-{probe}"))
+            .send()
+            .await
+            .expect("answers");
+        let status = response.status();
+        let body: Value = response.json().await.expect("JSON");
+        if status == StatusCode::OK && body["degraded"] != true {
+            recovered = Some(recovering.elapsed());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let recovered = recovered.expect("the store is used again within 5 s");
+
+    // Each degraded lease heartbeats on the instance that admitted it: at most
+    // the limit of them are written back, the others learn they were evicted.
+    let audit = connect(db.url()).await;
+    for (viewer, admitted) in per_viewer.iter().enumerate() {
+        let mut kept = 0;
+        for (instance, id) in admitted {
+            let response = http
+                .post(instances[*instance].url(&format!("/watch/streams/{id}/heartbeat")))
+                .header("Session-Id", format!("outage-{viewer}"))
+                .send()
+                .await
+                .expect("answers");
+            let status = response.status();
+            let body: Value = response.json().await.expect("JSON");
+            match status.as_u16() {
+                200 => kept += 1,
+                410 => assert_eq!(body["reason"], "evicted", "{body}"),
+                _ => panic!("heartbeat after the outage: {status} {body}"),
+            }
+        }
+        assert_eq!(
+            kept, 3,
+            "viewer {viewer}: the limit's worth are written back"
+        );
+        assert_eq!(
+            peak_concurrency(&audit, &format!("session:outage-{viewer}")).await,
+            3
+        );
+    }
+    println!(
+        "outage: {total} degraded admissions for {VIEWERS} viewers over 2 instances \
+         (at most {most} per viewer, limit 3), slowest answer {slowest:?}, \
+         store used again {recovered:?} after it came back"
+    );
+}

@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -27,10 +28,18 @@ type Shard = HashMap<ViewerId, ViewerBook>;
 
 /// Leases kept in this process. Correct for any number of concurrent callers
 /// within one process; it is not shared between instances.
+///
+/// It remembers at most [`InMemoryStore::max_viewers`] viewers at once
+/// (default [`InMemoryStore::DEFAULT_MAX_VIEWERS`]): a start or limit for one
+/// more answers [`StoreError::Busy`] until the sweeper forgets idle viewers,
+/// so a flood of new Session-Ids fails clearly instead of growing memory until
+/// the OOM killer steps in.
 pub struct InMemoryStore {
     shards: Box<[Mutex<Shard>]>,
     hasher: RandomState,
     clock: Arc<dyn Clock>,
+    viewers: AtomicUsize,
+    max_viewers: usize,
 }
 
 impl InMemoryStore {
@@ -38,6 +47,10 @@ impl InMemoryStore {
     pub fn new() -> Self {
         Self::with_clock(Arc::new(SystemClock))
     }
+
+    /// How many viewers a store remembers unless told otherwise: about 250 MB
+    /// at a few hundred bytes per viewer with its leases and history.
+    pub const DEFAULT_MAX_VIEWERS: usize = 1_000_000;
 
     /// A store on the given clock (a [`crate::ManualClock`] in tests).
     pub fn with_clock(clock: Arc<dyn Clock>) -> Self {
@@ -47,17 +60,50 @@ impl InMemoryStore {
             shards: (0..shards).map(|_| Mutex::new(Shard::new())).collect(),
             hasher: RandomState::new(),
             clock,
+            viewers: AtomicUsize::new(0),
+            max_viewers: Self::DEFAULT_MAX_VIEWERS,
         }
     }
 
-    /// Runs `f` on the viewer's book, creating the book if absent.
-    fn with_book<T>(&self, viewer: &ViewerId, f: impl FnOnce(&mut ViewerBook) -> T) -> T {
+    /// The same store, remembering at most `max` viewers at once.
+    pub fn with_max_viewers(mut self, max: usize) -> Self {
+        self.max_viewers = max;
+        self
+    }
+
+    /// The most viewers this store remembers at once.
+    pub fn max_viewers(&self) -> usize {
+        self.max_viewers
+    }
+
+    /// Runs `f` on the viewer's book, creating the book if absent and there is
+    /// room for one more viewer.
+    fn with_book<T>(
+        &self,
+        viewer: &ViewerId,
+        f: impl FnOnce(&mut ViewerBook) -> T,
+    ) -> Result<T, StoreError> {
         let mut shard = self.shard(viewer);
         // Look up before `entry` so the common case does not clone the key.
-        match shard.get_mut(viewer) {
-            Some(book) => f(book),
-            None => f(shard.entry(viewer.clone()).or_default()),
+        if let Some(book) = shard.get_mut(viewer) {
+            return Ok(f(book));
         }
+        // Counted under the shard lock, so the bound holds under any race.
+        let reserved = self
+            .viewers
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < self.max_viewers).then_some(n + 1)
+            });
+        if reserved.is_err() {
+            return Err(StoreError::Busy(
+                format!(
+                    "the in-memory store is full: it remembers at most {} viewers",
+                    self.max_viewers
+                )
+                .into(),
+            ));
+        }
+        Ok(f(shard.entry(viewer.clone()).or_default()))
     }
 
     /// Runs `f` on the viewer's book if the store knows the viewer.
@@ -96,7 +142,7 @@ impl std::fmt::Debug for InMemoryStore {
 impl LeaseStore for InMemoryStore {
     async fn start(&self, request: &StartRequest) -> Result<StartOutcome, StoreError> {
         let now = self.clock.now();
-        Ok(self.with_book(&request.viewer, |book| book.start(request, now)))
+        self.with_book(&request.viewer, |book| book.start(request, now))
     }
 
     async fn heartbeat(
@@ -141,8 +187,7 @@ impl LeaseStore for InMemoryStore {
         viewer: &ViewerId,
         limit: Option<MaxStreams>,
     ) -> Result<(), StoreError> {
-        self.with_book(viewer, |book| book.limit = limit);
-        Ok(())
+        self.with_book(viewer, |book| book.limit = limit)
     }
 
     async fn history(
@@ -173,6 +218,7 @@ impl LeaseStore for InMemoryStore {
         // One shard at a time, so no lock is held for long; stop once `batch`
         // books were touched so one pass stays bounded.
         let mut budget = batch;
+        let mut forgotten = 0;
         for shard in self.shards.iter() {
             if budget == 0 {
                 break;
@@ -189,13 +235,58 @@ impl LeaseStore for InMemoryStore {
                 }
                 report.expired += expired;
                 report.purged += purged;
-                !book.is_idle()
+                let idle = book.is_idle();
+                forgotten += usize::from(idle);
+                !idle
             });
         }
+        self.viewers.fetch_sub(forgotten, Ordering::Relaxed);
         Ok(report)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::ids::SessionId;
+    use crate::domain::policy::OnLimit;
+
+    fn start(viewer: &str) -> StartRequest {
+        StartRequest {
+            viewer: ViewerId::Session(SessionId::parse(viewer).expect("valid")),
+            stream_id: StreamId::random(),
+            generated_id: true,
+            ttl: Duration::from_secs(60),
+            default_limit: MaxStreams::DEFAULT,
+            on_limit: OnLimit::Reject,
+            device_id: None,
+            content_id: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_full_store_refuses_new_viewers_as_busy_and_takes_them_after_a_sweep() {
+        let clock = Arc::new(crate::ManualClock::default());
+        let store = InMemoryStore::with_clock(clock.clone()).with_max_viewers(2);
+        store.start(&start("a")).await.expect("room");
+        store.start(&start("b")).await.expect("room");
+        assert!(matches!(
+            store.start(&start("c")).await,
+            Err(StoreError::Busy(_))
+        ));
+        // Known viewers still decide.
+        store.start(&start("a")).await.expect("a is known");
+        // Once their leases expired and history passed retention, the sweeper
+        // forgets them and makes room.
+        clock.advance(Duration::from_secs(120));
+        store
+            .sweep(100, Duration::ZERO, Duration::ZERO)
+            .await
+            .expect("sweeps");
+        store.start(&start("c")).await.expect("room again");
     }
 }

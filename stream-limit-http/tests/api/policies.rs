@@ -62,6 +62,17 @@ async fn a_failing_store_with_allow_admits_starts_marked_degraded() {
     )
     .await;
     assert_eq!(body["degraded"], true);
+    // The fallback is a local limit, not an open door: user 9's fourth start
+    // is refused by this instance's own book.
+    for n in 1..=4 {
+        let body = json(app.start_seed("9").await, StatusCode::OK).await;
+        assert_eq!(body["streamStatus"]["isNewStreamAllowed"], n <= 3, "{body}");
+    }
+    let metrics = app.get("/metrics").await.text().await.expect("text");
+    assert!(
+        metrics.contains("stream_limit_degraded_admissions_total 6"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
