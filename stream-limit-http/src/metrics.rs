@@ -44,6 +44,8 @@ pub struct Metrics {
     /// Mirrors [`StreamLimiter::degraded_admissions`], brought up to date at
     /// each scrape (the limiter decides those starts, above the store).
     degraded: IntCounter,
+    /// Mirrors [`crate::telemetry::malformed_requests`], likewise.
+    malformed: IntCounter,
     swept: [IntCounter; 2],
     start: Operation,
     heartbeat: Operation,
@@ -81,6 +83,11 @@ impl Metrics {
              (on_store_error = allow).",
         )?;
         registry.register(Box::new(degraded.clone()))?;
+        let malformed = IntCounter::new(
+            "malformed_requests_total",
+            "Requests refused by the HTTP parser before routing (their log lines are summed up).",
+        )?;
+        registry.register(Box::new(malformed.clone()))?;
         let seconds = HistogramVec::new(
             HistogramOpts::new("store_seconds", "Store operation latency.")
                 .buckets(BUCKETS.to_vec()),
@@ -112,6 +119,7 @@ impl Metrics {
             swept: ["expired", "purged"].map(|n| swept.with_label_values(&[n])),
             evictions,
             degraded,
+            malformed,
             start: op("start"),
             heartbeat: op("heartbeat"),
             end: op("end"),
@@ -137,10 +145,13 @@ pub(crate) async fn serve(
     metrics: web::Data<Arc<Metrics>>,
     limiter: web::Data<StreamLimiter>,
 ) -> HttpResponse {
-    let degraded = limiter.degraded_admissions();
-    metrics
-        .degraded
-        .inc_by(degraded.saturating_sub(metrics.degraded.get()));
+    // Both counters are kept elsewhere and only ever grow: catch up.
+    for (counter, now) in [
+        (&metrics.degraded, limiter.degraded_admissions()),
+        (&metrics.malformed, crate::telemetry::malformed_requests()),
+    ] {
+        counter.inc_by(now.saturating_sub(counter.get()));
+    }
     HttpResponse::Ok()
         .insert_header((
             CONTENT_TYPE,

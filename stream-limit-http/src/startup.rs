@@ -49,6 +49,7 @@ pub struct Application {
     server: Server,
     admin: Option<Server>,
     sweeper: AbortOnDrop,
+    malformed_log: AbortOnDrop,
 }
 
 /// Stops an [`Application`] from elsewhere (tests, embedding).
@@ -127,6 +128,7 @@ impl Application {
             server,
             admin,
             sweeper,
+            malformed_log: AbortOnDrop(tokio::spawn(crate::telemetry::report_malformed_requests())),
         })
     }
 
@@ -154,6 +156,7 @@ impl Application {
             server,
             admin,
             sweeper,
+            malformed_log,
             ..
         } = self;
         let signals = AbortOnDrop(tokio::spawn(stop_on_signals(server.handle())));
@@ -168,7 +171,7 @@ impl Application {
                 Ok(Ok(())) => {}
             }
         }
-        drop(sweeper);
+        drop((sweeper, malformed_log));
         tracing::info!("stream-limit stopped");
         result
     }
