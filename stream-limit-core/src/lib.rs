@@ -56,4 +56,4 @@ pub use domain::policy::{Client, LeaseTerms, MaxStreams, OnLimit, OnStoreError};
 pub use domain::request::StartRequest;
 pub use service::{LimiterConfig, StartOptions, StreamLimiter};
 pub use store::{InMemoryStore, LeaseStore, StoreError};
-pub use sweeper::{spawn_sweeper, SweeperConfig};
+pub use sweeper::{spawn_sweeper, sweep_tick, SweeperConfig, TickReport};

@@ -94,3 +94,43 @@ async fn idle_viewers_are_forgotten_but_overrides_and_recent_history_are_kept() 
         "a viewer forgotten after the retention is unknown again"
     );
 }
+
+/// Crashed players by the thousand: one tick keeps sweeping while passes come
+/// back full, so a backlog larger than a batch is cleared in one tick, not
+/// one batch per interval.
+#[tokio::test]
+async fn one_tick_clears_a_backlog_larger_than_a_batch() {
+    let world = World::postgres().await;
+    world
+        .sql()
+        .batch_execute(
+            "INSERT INTO viewers (viewer, started, leases, sweep_after)
+             SELECT 'user:' || g, true,
+                    ARRAY[ROW(gen_random_uuid(), now() - interval '2 hours',
+                              now() - interval '1 hour', 60000, NULL, NULL)::stream_lease],
+                    now() - interval '1 hour'
+               FROM generate_series(1, 2500) g",
+        )
+        .await
+        .expect("seed the backlog");
+    let config = stream_limit_core::SweeperConfig {
+        batch: 1000,
+        grace: GRACE,
+        retention: RETENTION,
+        ..stream_limit_core::SweeperConfig::default()
+    };
+    let tick = stream_limit_core::sweep_tick(&*world.store, &config)
+        .await
+        .expect("sweeps");
+    assert_eq!((tick.passes, tick.expired), (3, 2500));
+    let left: i64 = world
+        .sql()
+        .query_one(
+            "SELECT count(*) FROM viewers WHERE cardinality(leases) > 0",
+            &[],
+        )
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(left, 0);
+}
