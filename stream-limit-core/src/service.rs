@@ -45,7 +45,7 @@ pub struct StartOptions {
 pub struct StreamLimiter {
     store: Arc<dyn LeaseStore>,
     config: LimiterConfig,
-    /// This instance's own book, for failing open (see [`fallback`]).
+    /// This instance's own book, for failing open (see the `fallback` module).
     fallback: Arc<fallback::Fallback>,
 }
 
@@ -106,7 +106,7 @@ impl StreamLimiter {
     /// book with the same rule, and an admission is marked
     /// [`Admission::degraded`](crate::Admission::degraded): playback is not
     /// blocked by our outage, and a viewer gets at most its limit per
-    /// instance. See [`fallback`] for what becomes of those leases. A store
+    /// instance. [`StreamLimiter::heartbeat`] says what becomes of those leases. A store
     /// that is up but busy, or that answers with an error, is never failed
     /// open: admitting then would let a viewer past the limit while the store
     /// is deciding for everyone else.

@@ -16,6 +16,7 @@
 //!   held more than its limit at any instant.
 //! - [`fleet`]: Postgres, three instances and nginx in front of them, all
 //!   started (and migrated) together and stopped when dropped.
+//! - [`replay`]: seeded proptest runs that can be replayed from their seed.
 //! - [`load`]: load clients through a fleet that each keep an exact model of
 //!   their viewer's leases, and check every answer and the fleet's lists.
 
@@ -24,5 +25,6 @@ pub mod fleet;
 pub mod load;
 pub mod nginx;
 pub mod postgres;
+pub mod replay;
 pub mod service;
 pub mod world;

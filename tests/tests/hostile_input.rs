@@ -50,11 +50,12 @@ use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::{select, Index};
 use proptest::strategy::Union;
-use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestRng, TestRunner};
+use proptest::test_runner::TestCaseError;
 use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{json, Value};
 use stream_limit_tests::postgres::fresh_database;
+use stream_limit_tests::replay::Replay;
 use stream_limit_tests::service::Service;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -159,29 +160,11 @@ fn spawn(runtime: &Runtime, policy: Policy, database_url: Option<&str>) -> (Poli
 /// Runs every case against one of `services`, then checks their logs and
 /// their health.
 fn run_suite(store: &str, runtime: &Runtime, services: [&(Policy, Service); 2]) {
-    let cases = std::env::var("STREAM_LIMIT_HOSTILE_CASES")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(DEFAULT_CASES);
-    let seed: u64 = std::env::var("STREAM_LIMIT_HOSTILE_SEED")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| Uuid::new_v4().as_u64_pair().0);
+    let Replay { cases, seed } = Replay::from_env("STREAM_LIMIT_HOSTILE", DEFAULT_CASES);
     let replay = format!("STREAM_LIMIT_HOSTILE_SEED={seed} STREAM_LIMIT_HOSTILE_CASES={cases}");
     println!("hostile input ({store}): seed {seed}, {cases} cases (replay: {replay})");
 
-    let config = Config {
-        cases,
-        failure_persistence: None,
-        max_shrink_time: MAX_SHRINK_MS,
-        ..Config::default()
-    };
-    let mut seed_bytes = [0u8; 32];
-    seed_bytes[..8].copy_from_slice(&seed.to_le_bytes());
-    let mut runner = TestRunner::new_with_rng(
-        config,
-        TestRng::from_seed(RngAlgorithm::ChaCha, &seed_bytes),
-    );
+    let mut runner = Replay { cases, seed }.runner(MAX_SHRINK_MS);
     let target = Target {
         instances: services.map(|(policy, service)| Instance {
             policy: *policy,

@@ -18,11 +18,12 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
-use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestRng, TestRunner};
+use proptest::test_runner::TestCaseError;
 use stream_limit_core::{
     EndOldestOutcome, EndOutcome, EndReason, HeartbeatOutcome, LeaseStore, MaxStreams, OnLimit,
     SessionId, StartOutcome, StartRequest, StreamId, UserId, ViewerId,
 };
+use stream_limit_tests::replay::Replay;
 use stream_limit_tests::world::World;
 
 /// The unit of every lease length and clock jump.
@@ -446,14 +447,7 @@ async fn check(
 
 #[test]
 fn postgres_answers_every_operation_sequence_as_the_reference_model_does() {
-    let cases = std::env::var("STREAM_LIMIT_MODEL_CASES")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(DEFAULT_CASES);
-    let seed: u64 = std::env::var("STREAM_LIMIT_MODEL_SEED")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| uuid::Uuid::new_v4().as_u64_pair().0);
+    let Replay { cases, seed } = Replay::from_env("STREAM_LIMIT_MODEL", DEFAULT_CASES);
     println!("model differential: seed {seed}, {cases} sequences of up to {MAX_STEPS} steps");
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -462,19 +456,8 @@ fn postgres_answers_every_operation_sequence_as_the_reference_model_does() {
         .build()
         .expect("runtime");
     let postgres = runtime.block_on(World::postgres());
-    let config = Config {
-        cases,
-        failure_persistence: None,
-        // Shrinking replays sequences against the database: bound it in time.
-        max_shrink_time: 120_000,
-        ..Config::default()
-    };
-    let mut seed_bytes = [0u8; 32];
-    seed_bytes[..8].copy_from_slice(&seed.to_le_bytes());
-    let mut runner = TestRunner::new_with_rng(
-        config,
-        TestRng::from_seed(RngAlgorithm::ChaCha, &seed_bytes),
-    );
+    // Shrinking replays sequences against the database: bound it in time.
+    let mut runner = Replay { cases, seed }.runner(120_000);
     let steps = AtomicUsize::new(0);
     let started = Instant::now();
     let result = runner.run(&sequence(), |(default_limit, ops)| {
