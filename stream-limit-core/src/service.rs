@@ -150,17 +150,32 @@ impl StreamLimiter {
         match self.store.heartbeat(viewer, stream_id).await {
             Ok(HeartbeatOutcome::NotFound) => {
                 let default_limit = self.config.default_limit;
-                let Some(request) = self.fallback.take(viewer, stream_id, default_limit).await
+                let Some(request) = self
+                    .fallback
+                    .write_back(viewer, stream_id, default_limit)
+                    .await
                 else {
                     return Ok(HeartbeatOutcome::NotFound);
                 };
-                Ok(match self.store.start(&request).await? {
-                    StartOutcome::Admitted(admission) => {
-                        HeartbeatOutcome::Extended(admission.lease)
+                match self.store.start(&request).await {
+                    Ok(outcome) => {
+                        self.fallback.forget(viewer, stream_id);
+                        Ok(match outcome {
+                            StartOutcome::Admitted(admission) => {
+                                HeartbeatOutcome::Extended(admission.lease)
+                            }
+                            StartOutcome::Refused(_) => HeartbeatOutcome::Gone(EndReason::Evicted),
+                            StartOutcome::Gone(reason) => HeartbeatOutcome::Gone(reason),
+                        })
                     }
-                    StartOutcome::Refused(_) => HeartbeatOutcome::Gone(EndReason::Evicted),
-                    StartOutcome::Gone(reason) => HeartbeatOutcome::Gone(reason),
-                })
+                    // Gone again: keep it local, and try the write-back next time.
+                    Err(error) if self.fails_open(&error) => self
+                        .fallback
+                        .heartbeat(viewer, stream_id)
+                        .await
+                        .ok_or(error),
+                    Err(error) => Err(error),
+                }
             }
             Err(error) if self.fails_open(&error) => {
                 match self.fallback.heartbeat(viewer, stream_id).await {
@@ -218,6 +233,11 @@ impl StreamLimiter {
     /// the store is unreachable, its oldest degraded one.
     pub async fn end_oldest(&self, viewer: &ViewerId) -> Result<EndOldestOutcome, StoreError> {
         match self.store.end_oldest(viewer).await {
+            // A seed client admitted during an outage never heartbeats, so its
+            // lease was never written back: end it here.
+            Ok(outcome @ (EndOldestOutcome::NoActiveStreams | EndOldestOutcome::UnknownViewer)) => {
+                Ok(self.fallback.end_oldest(viewer).await.unwrap_or(outcome))
+            }
             Err(error) if self.fails_open(&error) => match self.fallback.end_oldest(viewer).await {
                 Some(outcome) => Ok(outcome),
                 None => Err(error),

@@ -45,18 +45,24 @@ pub struct TickReport {
     pub purged: u64,
 }
 
-/// One tick: sweeps pass after pass while passes come back full (a backlog,
-/// e.g. crashed players by the thousand), for at most half the interval, so
-/// a tick never runs into the next and each pass still holds its locks only
-/// for one batch. One pass per tick would cap cleaning at `batch / interval`
-/// (1000 per 30 s: 33 viewers/s), which crashed players can out-run.
+/// One tick: sweeps pass after pass while passes still find something to
+/// clean (a backlog, e.g. crashed players by the thousand), for at most half
+/// the interval, so a tick never runs into the next and each pass still holds
+/// its locks only for one batch. One pass per tick would cap cleaning at
+/// `batch / interval` (1000 per 30 s: 33 viewers/s), which crashed players
+/// can out-run.
+///
+/// "Found something" rather than "came back full": a pass reports leases
+/// moved, while its batch bounds viewers, and on Postgres a batch may hold
+/// viewers with nothing to move yet (their `sweep_after` is a lower bound,
+/// which heartbeats leave behind). A pass made only of such viewers still
+/// ends the tick early; the next tick carries on.
 pub async fn sweep_tick(
     store: &dyn LeaseStore,
     config: &SweeperConfig,
 ) -> Result<TickReport, StoreError> {
     let budget = config.interval / 2;
     let started = Instant::now();
-    let full = config.batch.max(1) as u64;
     let mut tick = TickReport::default();
     while tick.passes < MAX_PASSES_PER_TICK {
         let report = store
@@ -65,8 +71,8 @@ pub async fn sweep_tick(
         tick.passes += 1;
         tick.expired += report.expired;
         tick.purged += report.purged;
-        let backlog = report.expired >= full || report.purged >= full;
-        if !backlog || started.elapsed() >= budget {
+        let found = report.expired + report.purged > 0;
+        if !found || started.elapsed() >= budget {
             break;
         }
     }
@@ -131,21 +137,21 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_tick_keeps_sweeping_while_passes_come_back_full() {
+    async fn a_tick_keeps_sweeping_while_passes_find_something() {
         let tick = sweep_tick(&store_with_backlog(95), &config())
             .await
             .expect("sweeps");
         assert_eq!(tick.expired, 95);
-        // Nine full passes and the one that found only five left.
-        assert_eq!(tick.passes, 10);
+        // Nine full passes, one that found five, one that found nothing.
+        assert_eq!(tick.passes, 11);
     }
 
     #[tokio::test]
-    async fn a_tick_without_backlog_is_one_pass() {
-        let tick = sweep_tick(&store_with_backlog(3), &config())
+    async fn a_tick_with_nothing_to_clean_is_one_pass() {
+        let tick = sweep_tick(&store_with_backlog(0), &config())
             .await
             .expect("sweeps");
-        assert_eq!((tick.passes, tick.expired), (1, 3));
+        assert_eq!((tick.passes, tick.expired), (1, 0));
     }
 
     #[tokio::test]

@@ -44,8 +44,11 @@ pub struct Metrics {
     /// Mirrors [`StreamLimiter::degraded_admissions`], brought up to date at
     /// each scrape (the limiter decides those starts, above the store).
     degraded: IntCounter,
-    /// Mirrors [`crate::telemetry::malformed_requests`], likewise.
-    malformed: IntCounter,
+    /// Mirrors [`crate::telemetry::dispatcher_errors`], likewise.
+    dispatcher_errors: IntCounter,
+    /// Serialises the catch-up of the mirrored counters: two scrapes at once
+    /// would otherwise both add the same difference.
+    catch_up: std::sync::Mutex<()>,
     swept: [IntCounter; 2],
     start: Operation,
     heartbeat: Operation,
@@ -83,11 +86,12 @@ impl Metrics {
              (on_store_error = allow).",
         )?;
         registry.register(Box::new(degraded.clone()))?;
-        let malformed = IntCounter::new(
-            "malformed_requests_total",
-            "Requests refused by the HTTP parser before routing (their log lines are summed up).",
+        let dispatcher_errors = IntCounter::new(
+            "http_dispatcher_errors_total",
+            "ERROR lines of the HTTP/1 dispatcher, summed up in the log instead: mostly \
+             requests too malformed to route, also broken connections.",
         )?;
-        registry.register(Box::new(malformed.clone()))?;
+        registry.register(Box::new(dispatcher_errors.clone()))?;
         let seconds = HistogramVec::new(
             HistogramOpts::new("store_seconds", "Store operation latency.")
                 .buckets(BUCKETS.to_vec()),
@@ -119,7 +123,8 @@ impl Metrics {
             swept: ["expired", "purged"].map(|n| swept.with_label_values(&[n])),
             evictions,
             degraded,
-            malformed,
+            dispatcher_errors,
+            catch_up: std::sync::Mutex::new(()),
             start: op("start"),
             heartbeat: op("heartbeat"),
             end: op("end"),
@@ -146,11 +151,17 @@ pub(crate) async fn serve(
     limiter: web::Data<StreamLimiter>,
 ) -> HttpResponse {
     // Both counters are kept elsewhere and only ever grow: catch up.
-    for (counter, now) in [
-        (&metrics.degraded, limiter.degraded_admissions()),
-        (&metrics.malformed, crate::telemetry::malformed_requests()),
-    ] {
-        counter.inc_by(now.saturating_sub(counter.get()));
+    {
+        let _one_at_a_time = metrics.catch_up.lock().unwrap_or_else(|p| p.into_inner());
+        for (counter, now) in [
+            (&metrics.degraded, limiter.degraded_admissions()),
+            (
+                &metrics.dispatcher_errors,
+                crate::telemetry::dispatcher_errors(),
+            ),
+        ] {
+            counter.inc_by(now.saturating_sub(counter.get()));
+        }
     }
     HttpResponse::Ok()
         .insert_header((

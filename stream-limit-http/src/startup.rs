@@ -49,7 +49,7 @@ pub struct Application {
     server: Server,
     admin: Option<Server>,
     sweeper: AbortOnDrop,
-    malformed_log: AbortOnDrop,
+    dispatcher_log: AbortOnDrop,
 }
 
 /// Stops an [`Application`] from elsewhere (tests, embedding).
@@ -128,7 +128,7 @@ impl Application {
             server,
             admin,
             sweeper,
-            malformed_log: AbortOnDrop(tokio::spawn(crate::telemetry::report_malformed_requests())),
+            dispatcher_log: AbortOnDrop(tokio::spawn(crate::telemetry::report_dispatcher_errors())),
         })
     }
 
@@ -156,7 +156,7 @@ impl Application {
             server,
             admin,
             sweeper,
-            malformed_log,
+            dispatcher_log,
             ..
         } = self;
         let signals = AbortOnDrop(tokio::spawn(stop_on_signals(server.handle())));
@@ -171,7 +171,7 @@ impl Application {
                 Ok(Ok(())) => {}
             }
         }
-        drop((sweeper, malformed_log));
+        drop((sweeper, dispatcher_log));
         tracing::info!("stream-limit stopped");
         result
     }

@@ -1,13 +1,15 @@
 //! Logging setup: `tracing` with text or JSON lines, filtered by `RUST_LOG`
 //! when set, else by `log.level`.
 //!
-//! actix-http logs every request it cannot parse at ERROR, before the app
-//! runs: 34,917 garbage requests in 5 s once wrote 34,917 ERROR lines (5.4 MB)
-//! and would page whoever alerts on errors. Those lines are counted instead
-//! ([`malformed_requests`], exported as `stream_limit_malformed_requests_total`)
-//! and summed up in at most one WARN line per [`REPORT_EVERY`]
-//! ([`report_malformed_requests`]). Naming `actix_http` in `RUST_LOG` shows
-//! them again.
+//! actix-http's HTTP/1 dispatcher logs every request it cannot parse at
+//! ERROR, before the app runs: 34,917 garbage requests in 5 s once wrote
+//! 34,917 ERROR lines (5.4 MB) and would page whoever alerts on errors. The
+//! same log target also reports connection-level I/O errors (a client that
+//! resets mid-request), which clients cause just as freely. All of that
+//! target's ERROR lines are counted instead ([`dispatcher_errors`], exported
+//! as `stream_limit_http_dispatcher_errors_total`) and summed up in at most
+//! one WARN line per [`REPORT_EVERY`] ([`report_dispatcher_errors`]). Naming
+//! `actix_http` in `RUST_LOG` shows each line again.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -26,23 +28,24 @@ pub type TelemetryError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// Where actix-http logs the requests it refuses to parse.
 const DISPATCHER: &str = "actix_http::h1::dispatcher";
-/// How often, at most, the malformed-request summary is logged.
+/// How often, at most, the dispatcher-error summary is logged.
 pub const REPORT_EVERY: Duration = Duration::from_secs(10);
 
-/// Requests actix-http refused before the app ran, since the process started.
-static MALFORMED: AtomicU64 = AtomicU64::new(0);
+/// ERROR lines of actix-http's dispatcher since the process started.
+static DISPATCHER_ERRORS: AtomicU64 = AtomicU64::new(0);
 
-/// How many requests actix-http refused to parse so far (all apps of this process).
-pub fn malformed_requests() -> u64 {
-    MALFORMED.load(Ordering::Relaxed)
+/// How many ERROR lines actix-http's dispatcher logged so far (all apps of
+/// this process): mostly unparsable requests, also broken connections.
+pub fn dispatcher_errors() -> u64 {
+    DISPATCHER_ERRORS.load(Ordering::Relaxed)
 }
 
-/// Counts actix-http's ERROR events about unparsable requests.
-struct CountMalformed;
+/// Counts the ERROR events of actix-http's dispatcher.
+struct CountDispatcherErrors;
 
-impl<S: Subscriber> Layer<S> for CountMalformed {
+impl<S: Subscriber> Layer<S> for CountDispatcherErrors {
     fn on_event(&self, _: &tracing::Event<'_>, _: Context<'_, S>) {
-        MALFORMED.fetch_add(1, Ordering::Relaxed);
+        DISPATCHER_ERRORS.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -60,7 +63,7 @@ pub fn init(log: &LogSettings) -> Result<(), TelemetryError> {
     }
     // Its own filter with a level hint, so that counting never makes the
     // subscriber build events (or `log` records) nobody else wants.
-    let count = CountMalformed.with_filter(
+    let count = CountDispatcherErrors.with_filter(
         filter_fn(|meta| meta.target() == DISPATCHER && *meta.level() == Level::ERROR)
             .with_max_level_hint(LevelFilter::ERROR),
     );
@@ -81,20 +84,20 @@ pub fn init(log: &LogSettings) -> Result<(), TelemetryError> {
     Ok(result?)
 }
 
-/// Logs one WARN line per [`REPORT_EVERY`] in which actix-http refused
-/// requests, with their number. Runs until aborted.
-pub async fn report_malformed_requests() {
-    let mut reported = malformed_requests();
+/// Logs one WARN line per [`REPORT_EVERY`] in which actix-http's dispatcher
+/// logged errors, with their number. Runs until aborted.
+pub async fn report_dispatcher_errors() {
+    let mut reported = dispatcher_errors();
     let mut tick = tokio::time::interval(REPORT_EVERY);
     loop {
         tick.tick().await;
-        let now = malformed_requests();
+        let now = dispatcher_errors();
         if now > reported {
             tracing::warn!(
                 count = now - reported,
                 seconds = REPORT_EVERY.as_secs(),
-                "malformed requests refused before routing (400/431 with an empty body); \
-                 see stream_limit_malformed_requests_total"
+                "HTTP dispatcher errors: unparsable requests (answered 400/431 with an \
+                 empty body) or broken connections; see stream_limit_http_dispatcher_errors_total"
             );
             reported = now;
         }

@@ -38,17 +38,16 @@ async fn malformed_requests_are_counted_and_summed_up_in_one_warning() {
         .await
         .expect("text");
     assert!(
-        metrics.contains(&format!("stream_limit_malformed_requests_total {GARBAGE}")),
+        metrics.contains(&format!(
+            "stream_limit_http_dispatcher_errors_total {GARBAGE}"
+        )),
         "{metrics}"
     );
     // One summary line within the report interval (10 s), and no line per request.
     let deadline = Instant::now() + Duration::from_secs(15);
     let summary = loop {
         let log = plain(&service.log_text());
-        if let Some(line) = log
-            .lines()
-            .find(|l| l.contains("malformed requests refused"))
-        {
+        if let Some(line) = log.lines().find(|l| l.contains("HTTP dispatcher errors")) {
             break line.to_owned();
         }
         assert!(Instant::now() < deadline, "no summary line in:\n{log}");
@@ -60,11 +59,7 @@ async fn malformed_requests_are_counted_and_summed_up_in_one_warning() {
         !log.contains("ERROR"),
         "no ERROR line for malformed requests:\n{log}"
     );
-    assert_eq!(
-        log.matches("malformed requests refused").count(),
-        1,
-        "{log}"
-    );
+    assert_eq!(log.matches("HTTP dispatcher errors").count(), 1, "{log}");
 }
 
 /// The log without its terminal colour codes (`ESC [ … m`).

@@ -130,6 +130,13 @@ impl ViewerBook {
         }
     }
 
+    /// Removes a lease without recording it in history, as if this book had
+    /// never held it (its stream now lives elsewhere).
+    pub fn forget(&mut self, stream_id: StreamId) -> Option<Lease> {
+        let at = self.leases.iter().position(|l| l.stream_id == stream_id)?;
+        Some(self.leases.remove(at))
+    }
+
     /// Ends the least recently started active stream.
     pub fn end_oldest(&mut self, now: Timestamp) -> EndOldestOutcome {
         self.expire(now);

@@ -1,17 +1,22 @@
 //! Failing open to a local limit (`on_store_error = allow`).
 //!
 //! While the store is unreachable, each instance decides on its own
-//! in-memory book with the same rule, so a viewer gets at most its limit per
-//! instance: over-admission during an outage is bounded by
-//! `limit × instances`, however long it lasts and however hard clients retry.
-//! Before, every start was admitted with a lease recorded nowhere.
+//! in-memory book with the same rule and the default limit (overrides live in
+//! the store), so a viewer gets at most that many new streams per instance:
+//! over-admission during an outage is bounded by `limit × instances`, however
+//! long it lasts and however hard clients retry. Before, every start was
+//! admitted with a lease recorded nowhere.
 //!
 //! When the store answers again, a degraded lease is **written back on its
-//! next heartbeat**: the store is asked to start it under its own stream id
-//! (never evicting anyone). It keeps playing if the viewer has room, and its
-//! heartbeat answers `410 evicted` if not, so the store's limit holds again
-//! within one heartbeat interval. A degraded lease that is never heartbeated
-//! (a seed client) is forgotten when it expires.
+//! next heartbeat to this instance**: the store is asked to start it under
+//! its own stream id (never evicting anyone). It keeps playing if the viewer
+//! has room, and its heartbeat answers `410 evicted` if not. The lease leaves
+//! this book only once the store has answered, and without a history entry,
+//! so a failed write-back loses nothing and a later outage never calls it
+//! ended. A heartbeat that reaches another instance finds it nowhere (404):
+//! balance on the viewer to avoid that. A degraded lease that is never
+//! heartbeated (a seed client) is ended by `endstream` here, or forgotten when
+//! it expires.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -104,19 +109,19 @@ impl Fallback {
         }
     }
 
-    /// Removes a live degraded lease from the book and returns the start that
-    /// writes it back into the store: its own id and length, and never an
-    /// eviction of a lease the store already holds.
-    pub(super) async fn take(
+    /// The start that writes a live degraded lease back into the store: its
+    /// own id and length, and never an eviction of a lease the store already
+    /// holds. `None` if this book holds no such live lease. The lease stays
+    /// in the book until [`Fallback::forget`], so a write-back that fails
+    /// loses nothing.
+    pub(super) async fn write_back(
         &self,
         viewer: &ViewerId,
         stream_id: StreamId,
         default_limit: MaxStreams,
     ) -> Option<StartRequest> {
-        let lease = match self.book.end(viewer, stream_id, EndReason::Ended).await {
-            Ok(EndOutcome::Ended { lease, .. }) => lease,
-            _ => return None,
-        };
+        let active = self.book.active(viewer).await.ok()?;
+        let lease = active.into_iter().find(|l| l.stream_id == stream_id)?;
         Some(StartRequest {
             viewer: viewer.clone(),
             stream_id: lease.stream_id,
@@ -127,6 +132,12 @@ impl Fallback {
             device_id: lease.device_id,
             content_id: lease.content_id,
         })
+    }
+
+    /// Drops a lease the store has taken over (or refused), recording no
+    /// history: the store's answer is the one that counts from now on.
+    pub(super) fn forget(&self, viewer: &ViewerId, stream_id: StreamId) {
+        self.book.forget(viewer, stream_id);
     }
 
     /// Forgets expired leases and idle viewers, at most every [`CLEAN_EVERY`].

@@ -235,5 +235,12 @@ async fn a_degraded_lease_is_written_back_on_its_first_heartbeat_after_the_outag
                 .expect("store answers"),
             HeartbeatOutcome::NotFound
         );
+        // And kept no trace of it: in a second outage its heartbeat is the
+        // store's transient error, never a local "410 ended".
+        down.store(true, std::sync::atomic::Ordering::SeqCst);
+        assert!(matches!(
+            limiter.heartbeat(&viewer(), id).await,
+            Err(StoreError::Unavailable(_))
+        ));
     }
 }
