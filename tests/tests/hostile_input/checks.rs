@@ -2,7 +2,6 @@
 //! log, to the contract.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -11,6 +10,8 @@ use proptest::test_runner::TestCaseError;
 use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{json, Value};
+use stream_limit_core::SessionId;
+use stream_limit_http::cause_chain;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -87,7 +88,7 @@ impl Target<'_> {
         let response = request
             .send()
             .await
-            .map_err(|e| fail(format!("no answer: {}", error_chain(&e))))?;
+            .map_err(|e| fail(format!("no answer: {}", cause_chain(&e))))?;
         let status = response.status();
         self.count(status.as_u16());
         let header = |name: &str| {
@@ -102,7 +103,7 @@ impl Target<'_> {
         let body = response.bytes().await.map_err(|e| {
             fail(format!(
                 "{status}: the body did not arrive: {}",
-                error_chain(&e)
+                cause_chain(&e)
             ))
         })?;
         let answer = || {
@@ -225,7 +226,7 @@ impl Target<'_> {
             .timeout(HTTP_TIMEOUT)
             .send()
             .await
-            .map_err(|e| format!("/health did not answer: {}", error_chain(&e)))?;
+            .map_err(|e| format!("/health did not answer: {}", cause_chain(&e)))?;
         let status = response.status();
         let body = response.bytes().await.unwrap_or_default();
         let parsed: Option<Value> = serde_json::from_slice(&body).ok();
@@ -240,20 +241,9 @@ fn fail(message: String) -> TestCaseError {
     TestCaseError::fail(message)
 }
 
-/// An error and its sources, `a: b: c` (reqwest hides the cause otherwise).
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut chain = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let _ = write!(chain, ": {cause}");
-        source = cause.source();
-    }
-    chain
-}
-
-/// The rule of `SessionId::parse`: 1 to 128 visible ASCII characters.
+/// Whether the service would take `text` as a Session-Id (and so may echo it).
 fn is_valid_session_id(text: &str) -> bool {
-    !text.is_empty() && text.len() <= 128 && text.bytes().all(|b| b.is_ascii_graphic())
+    SessionId::parse(text).is_ok()
 }
 
 /// Every `HTTP/1.x NNN` status code in a raw answer (pipelined answers too).
