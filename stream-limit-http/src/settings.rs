@@ -39,6 +39,8 @@ pub const DEFAULTS: &[(&str, DefaultValue)] = &[
     ("store.pool_timeout_ms", DefaultValue::Int(2000)),
     ("store.query_timeout_ms", DefaultValue::Int(2000)),
     ("store.synchronous_commit", DefaultValue::Str("on")),
+    ("store.max_batch", DefaultValue::Int(64)),
+    ("store.batch_wait_us", DefaultValue::Int(0)),
     ("sweeper.interval_secs", DefaultValue::Int(30)),
     ("sweeper.batch", DefaultValue::Int(1000)),
     ("sweeper.history_retention_secs", DefaultValue::Int(604_800)),
@@ -127,6 +129,11 @@ pub struct StoreSettings {
     pub query_timeout_ms: u64,
     /// Whether lease writes wait for the WAL flush (see [`SynchronousCommit`]).
     pub synchronous_commit: SynchronousCommit,
+    /// The most decisions one Postgres transaction decides together.
+    pub max_batch: usize,
+    /// How long a batch with room waits for more decisions before it starts
+    /// (0: never; batches form from what arrives while connections are busy).
+    pub batch_wait_us: u64,
 }
 
 /// `store.synchronous_commit`: Postgres's durability setting for this
@@ -246,6 +253,7 @@ impl Settings {
             ("store.pool_size", self.store.pool_size as u64),
             ("store.pool_timeout_ms", self.store.pool_timeout_ms),
             ("store.query_timeout_ms", self.store.query_timeout_ms),
+            ("store.max_batch", self.store.max_batch as u64),
             ("sweeper.interval_secs", self.sweeper.interval_secs),
             ("sweeper.batch", self.sweeper.batch as u64),
             (
@@ -277,6 +285,8 @@ impl Settings {
             ),
             ("sweeper.interval_secs", self.sweeper.interval_secs, DAY),
             ("store.pool_timeout_ms", self.store.pool_timeout_ms, 600_000),
+            ("store.max_batch", self.store.max_batch as u64, 10_000),
+            ("store.batch_wait_us", self.store.batch_wait_us, 100_000),
             (
                 "store.query_timeout_ms",
                 self.store.query_timeout_ms,

@@ -65,5 +65,7 @@ fn postgres(settings: &Settings) -> Result<PostgresStore, StoreSetupError> {
         pool_timeout: Duration::from_millis(settings.store.pool_timeout_ms),
         query_timeout: Duration::from_millis(settings.store.query_timeout_ms),
         synchronous_commit: settings.store.synchronous_commit == SynchronousCommit::On,
+        max_batch: settings.store.max_batch,
+        batch_wait: Duration::from_micros(settings.store.batch_wait_us),
     })?)
 }

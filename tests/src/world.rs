@@ -91,6 +91,8 @@ pub async fn migrated_store(db: &TestDatabase, pool_size: usize) -> PostgresStor
         pool_timeout: Duration::from_secs(10),
         query_timeout: Duration::from_secs(30),
         synchronous_commit: true,
+        max_batch: 64,
+        batch_wait: Duration::ZERO,
     })
     .expect("valid pool configuration");
     store.migrate().await.expect("migrations apply");

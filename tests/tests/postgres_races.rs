@@ -332,6 +332,8 @@ async fn a_start_stuck_behind_the_viewer_lock_fails_busy_and_admits_nothing() {
         // Server lock_timeout 1 s, client timeout 2 s: `Busy` proves the server gave up first.
         query_timeout: Duration::from_secs(2),
         synchronous_commit: true,
+        max_batch: 64,
+        batch_wait: Duration::ZERO,
     })
     .expect("valid configuration");
     let viewer = viewer(1);

@@ -14,9 +14,10 @@ use super::outcome::{
 use super::policy::{MaxStreams, OnLimit};
 use super::request::StartRequest;
 
-/// How many ended streams one viewer's book remembers, whatever the retention:
-/// enough to answer `410 Gone` for recent streams without letting one noisy
-/// viewer grow memory without bound.
+/// How many ended streams a store remembers per viewer, whatever the
+/// retention: enough to answer `410 Gone` for recent streams without letting
+/// one noisy viewer grow memory or a table without bound. Both stores keep
+/// this many (see [`ViewerBook::keep_recent`]).
 pub const HISTORY_PER_VIEWER: usize = 32;
 
 /// One viewer's leases, limit override and recent history.
@@ -34,11 +35,52 @@ pub struct ViewerBook {
     /// book is stored inline in a hash map whose slack multiplies its size:
     /// this halves the memory per active lease of the in-memory store.
     leases: ThinVec<Lease>,
-    /// Oldest first, at most [`HISTORY_PER_VIEWER`].
+    /// Oldest first. The rules only append; a store that keeps books trims
+    /// them with [`ViewerBook::keep_recent`].
     history: ThinVec<StreamRecord>,
 }
 
 impl ViewerBook {
+    /// A book rebuilt from stored state: the Postgres store loads a viewer's
+    /// row into one, lets the rules decide, and writes back what changed.
+    /// `history` holds the ended streams the decisions may ask about, oldest first.
+    pub fn restore(
+        limit: Option<MaxStreams>,
+        seen: bool,
+        leases: Vec<Lease>,
+        history: Vec<StreamRecord>,
+    ) -> Self {
+        Self {
+            limit,
+            seen,
+            leases: leases.into(),
+            history: history.into(),
+        }
+    }
+
+    /// Whether the viewer ever asked to start a stream.
+    pub fn seen(&self) -> bool {
+        self.seen
+    }
+
+    /// Every lease the book holds, expired ones included, oldest first.
+    pub fn leases(&self) -> &[Lease] {
+        &self.leases
+    }
+
+    /// Every ended stream the book holds, oldest first.
+    pub fn records(&self) -> &[StreamRecord] {
+        &self.history
+    }
+
+    /// Forgets all but the `max` most recent history entries.
+    pub fn keep_recent(&mut self, max: usize) {
+        if self.history.len() > max {
+            let excess = self.history.len() - max;
+            self.history.drain(..excess);
+        }
+    }
+
     /// Decides a start at `now`.
     pub fn start(&mut self, request: &StartRequest, now: Timestamp) -> StartOutcome {
         self.seen = true;
@@ -209,9 +251,6 @@ impl ViewerBook {
     }
 
     fn remember(&mut self, record: StreamRecord) {
-        if self.history.len() >= HISTORY_PER_VIEWER {
-            self.history.remove(0);
-        }
         self.history.push(record);
     }
 }

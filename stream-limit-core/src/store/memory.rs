@@ -22,7 +22,7 @@ use crate::domain::outcome::{
 };
 use crate::domain::policy::MaxStreams;
 use crate::domain::request::StartRequest;
-use crate::domain::rules::ViewerBook;
+use crate::domain::rules::{ViewerBook, HISTORY_PER_VIEWER};
 
 type Shard = HashMap<ViewerId, ViewerBook>;
 
@@ -87,7 +87,7 @@ impl InMemoryStore {
         let mut shard = self.shard(viewer);
         // Look up before `entry` so the common case does not clone the key.
         if let Some(book) = shard.get_mut(viewer) {
-            return Ok(f(book));
+            return Ok(trimmed(book, f));
         }
         // One atomic counter for all shards: `fetch_update` never lets it pass
         // the bound, whatever the race. `sweep` subtracts the viewers it forgot
@@ -107,7 +107,7 @@ impl InMemoryStore {
                 .into(),
             ));
         }
-        Ok(f(shard.entry(viewer.clone()).or_default()))
+        Ok(trimmed(shard.entry(viewer.clone()).or_default(), f))
     }
 
     /// Removes one lease without recording it in history (see
@@ -123,7 +123,9 @@ impl InMemoryStore {
         viewer: &ViewerId,
         f: impl FnOnce(&mut ViewerBook) -> T,
     ) -> Option<T> {
-        self.shard(viewer).get_mut(viewer).map(f)
+        self.shard(viewer)
+            .get_mut(viewer)
+            .map(|book| trimmed(book, f))
     }
 
     fn shard(&self, viewer: &ViewerId) -> MutexGuard<'_, Shard> {
@@ -133,6 +135,13 @@ impl InMemoryStore {
         // returning), so a poisoned shard is still safe to use.
         self.shards[index].lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// Runs `f` on `book`, then trims its history to [`HISTORY_PER_VIEWER`].
+fn trimmed<T>(book: &mut ViewerBook, f: impl FnOnce(&mut ViewerBook) -> T) -> T {
+    let result = f(book);
+    book.keep_recent(HISTORY_PER_VIEWER);
+    result
 }
 
 impl Default for InMemoryStore {

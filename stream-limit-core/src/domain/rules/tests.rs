@@ -217,7 +217,14 @@ fn history_records_reason_and_duration_and_is_bounded() {
         admitted(book.start(&request(n, OnLimit::Reject), t(100)));
         book.end(id(n), EndReason::Ended, t(101));
     }
+    // The rules only append; the store trims.
+    assert_eq!(book.history(usize::MAX).len(), HISTORY_PER_VIEWER + 9);
+    book.keep_recent(HISTORY_PER_VIEWER);
     assert_eq!(book.history(usize::MAX).len(), HISTORY_PER_VIEWER);
+    assert_eq!(
+        book.history(1)[0].stream_id,
+        id(HISTORY_PER_VIEWER as u128 + 9)
+    );
     assert_eq!(book.purge_history(t(102)), HISTORY_PER_VIEWER as u64);
     assert!(book.is_idle());
 }

@@ -46,29 +46,39 @@ impl From<deadpool_postgres::PoolError> for PostgresError {
     }
 }
 
+/// Which [`StoreError`] a [`PostgresError`] becomes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Kind {
+    Unavailable,
+    Busy,
+    Query,
+}
+
+pub(super) fn kind(error: &PostgresError) -> Kind {
+    use tokio_postgres::error::SqlState;
+    match error {
+        PostgresError::Pool(_) | PostgresError::Timeout => Kind::Unavailable,
+        // A closed connection or a network failure: the store is unreachable, not wrong.
+        PostgresError::Query(e) if e.is_closed() || e.code().is_none() => Kind::Unavailable,
+        // The server's own lock_timeout / statement_timeout: reachable, but busy.
+        PostgresError::Query(e) if matches!(e.code(), Some(c) if *c == SqlState::LOCK_NOT_AVAILABLE || *c == SqlState::QUERY_CANCELED) => {
+            Kind::Busy
+        }
+        // The server is shutting down, or terminated this connection: the
+        // same as unreachable. (It says so in an error message just before
+        // the socket closes, so a request can read it before the pool
+        // notices the closed connection.)
+        PostgresError::Query(e) if e.code().is_some_and(is_going_away) => Kind::Unavailable,
+        _ => Kind::Query,
+    }
+}
+
 impl From<PostgresError> for StoreError {
     fn from(error: PostgresError) -> Self {
-        use tokio_postgres::error::SqlState;
-        match &error {
-            PostgresError::Pool(_) | PostgresError::Timeout => {
-                StoreError::Unavailable(Box::new(error))
-            }
-            // A closed connection or a network failure: the store is unreachable, not wrong.
-            PostgresError::Query(e) if e.is_closed() || e.code().is_none() => {
-                StoreError::Unavailable(Box::new(error))
-            }
-            // The server's own lock_timeout / statement_timeout: reachable, but busy.
-            PostgresError::Query(e) if matches!(e.code(), Some(c) if *c == SqlState::LOCK_NOT_AVAILABLE || *c == SqlState::QUERY_CANCELED) => {
-                StoreError::Busy(Box::new(error))
-            }
-            // The server is shutting down, or terminated this connection: the
-            // same as unreachable. (It says so in an error message just before
-            // the socket closes, so a request can read it before the pool
-            // notices the closed connection.)
-            PostgresError::Query(e) if e.code().is_some_and(is_going_away) => {
-                StoreError::Unavailable(Box::new(error))
-            }
-            _ => StoreError::Query(Box::new(error)),
+        match kind(&error) {
+            Kind::Unavailable => StoreError::Unavailable(Box::new(error)),
+            Kind::Busy => StoreError::Busy(Box::new(error)),
+            Kind::Query => StoreError::Query(Box::new(error)),
         }
     }
 }

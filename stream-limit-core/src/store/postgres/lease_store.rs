@@ -1,17 +1,18 @@
-//! `LeaseStore` for [`PostgresStore`]: each method binds its parameters, runs
-//! its one statement (a decision function when it writes) and decodes the outcome.
+//! `LeaseStore` for [`PostgresStore`]: decisions go to the batch queue; reads,
+//! limits and sweeps bind their parameters, run one statement and decode it.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::{outcomes, rows, sql, PostgresError, PostgresStore};
+use super::queue::{Answer, Decision};
+use super::{rows, sql, PostgresError, PostgresStore};
 use crate::domain::ids::{StreamId, ViewerId};
 use crate::domain::lease::{EndReason, Lease, StreamRecord};
 use crate::domain::outcome::{
     EndOldestOutcome, EndOutcome, HeartbeatOutcome, StartOutcome, SweepReport,
 };
-use crate::domain::policy::{MaxStreams, OnLimit};
+use crate::domain::policy::MaxStreams;
 use crate::domain::request::StartRequest;
 use crate::store::{LeaseStore, StoreError};
 
@@ -25,28 +26,21 @@ fn millis(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
+/// The answer of a decision of another kind: a bug in the batch code.
+fn mismatch() -> StoreError {
+    PostgresError::Shape("an answer of the wrong kind").into()
+}
+
 #[async_trait]
 impl LeaseStore for PostgresStore {
     async fn start(&self, request: &StartRequest) -> Result<StartOutcome, StoreError> {
-        let viewer = request.viewer.to_string();
-        let limit = limit_param(request.default_limit);
-        let evict = request.on_limit == OnLimit::EvictOldest;
-        let rows = self
-            .query(
-                sql::START,
-                &[
-                    &viewer,
-                    request.stream_id.as_uuid(),
-                    &request.generated_id,
-                    &millis(request.ttl),
-                    &limit,
-                    &evict,
-                    &request.device_id.as_deref(),
-                    &request.content_id.as_deref(),
-                ],
-            )
-            .await?;
-        Ok(outcomes::start(&rows)?)
+        match self
+            .decide(request.viewer.to_string(), Decision::Start(request.clone()))
+            .await?
+        {
+            Answer::Start(outcome) => Ok(outcome),
+            _ => Err(mismatch()),
+        }
     }
 
     async fn heartbeat(
@@ -54,11 +48,13 @@ impl LeaseStore for PostgresStore {
         viewer: &ViewerId,
         stream_id: StreamId,
     ) -> Result<HeartbeatOutcome, StoreError> {
-        let viewer = viewer.to_string();
-        let rows = self
-            .query(sql::HEARTBEAT, &[&viewer, stream_id.as_uuid()])
-            .await?;
-        Ok(outcomes::heartbeat(&rows)?)
+        match self
+            .decide(viewer.to_string(), Decision::Heartbeat(stream_id))
+            .await?
+        {
+            Answer::Heartbeat(outcome) => Ok(outcome),
+            _ => Err(mismatch()),
+        }
     }
 
     async fn end(
@@ -67,26 +63,26 @@ impl LeaseStore for PostgresStore {
         stream_id: StreamId,
         reason: EndReason,
     ) -> Result<EndOutcome, StoreError> {
-        let viewer = viewer.to_string();
-        let rows = self
-            .query(sql::END, &[&viewer, stream_id.as_uuid(), &reason.as_str()])
-            .await?;
-        Ok(outcomes::end(&rows)?)
+        match self
+            .decide(viewer.to_string(), Decision::End(stream_id, reason))
+            .await?
+        {
+            Answer::End(outcome) => Ok(outcome),
+            _ => Err(mismatch()),
+        }
     }
 
     async fn end_oldest(&self, viewer: &ViewerId) -> Result<EndOldestOutcome, StoreError> {
-        let viewer = viewer.to_string();
-        let rows = self.query(sql::END_OLDEST, &[&viewer]).await?;
-        Ok(outcomes::end_oldest(&rows)?)
+        match self.decide(viewer.to_string(), Decision::EndOldest).await? {
+            Answer::EndOldest(outcome) => Ok(outcome),
+            _ => Err(mismatch()),
+        }
     }
 
     async fn active(&self, viewer: &ViewerId) -> Result<Vec<Lease>, StoreError> {
         let viewer = viewer.to_string();
         let rows = self.query(sql::ACTIVE, &[&viewer]).await?;
-        Ok(rows
-            .iter()
-            .map(|row| rows::lease(row, 0))
-            .collect::<Result<_, _>>()?)
+        Ok(rows.iter().map(rows::lease).collect::<Result<_, _>>()?)
     }
 
     async fn set_limit(

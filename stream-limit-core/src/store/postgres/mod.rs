@@ -1,20 +1,27 @@
 //! The Postgres store: many stateless instances, one database, one limit.
 //!
 //! - `sql`: every statement, and the locking design that makes them correct.
+//! - `queue`: decisions waiting for a batch; a viewer in one batch at a time.
+//! - `worker`: the batch workers, one per pooled connection.
+//! - `batch`: one batch, one transaction: lock, read, decide with the
+//!   rules ([`ViewerBook`](crate::domain::rules::ViewerBook)), write, commit.
 //! - `lease_store`: the [`LeaseStore`](crate::store::LeaseStore) methods.
-//! - `outcomes` / `rows`: decoding results into domain values.
-//! - `error`: [`PostgresError`] and its mapping into [`StoreError`](crate::store::StoreError).
+//! - `rows`: decoding results into domain values, by column name.
+//! - `error`: [`PostgresError`] and its mapping into [`StoreError`].
 //!
-//! Every operation is one statement, so one network round trip; a mutating
-//! one calls a PL/pgSQL decision function that locks the viewer's row.
+//! Decisions (start, heartbeat, end, end-oldest, revoke) go through the
+//! batches; reads, limits and the sweeper are one statement each.
 
+mod batch;
 mod error;
 mod lease_store;
-mod outcomes;
+mod queue;
 mod rows;
 mod sql;
+mod worker;
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
@@ -23,6 +30,10 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
 pub use error::PostgresError;
+pub use worker::BatchSizes;
+
+use crate::store::StoreError;
+use queue::{Answer, Decision, Pending, Queue};
 
 mod embedded {
     refinery::embed_migrations!("../migrations");
@@ -41,12 +52,33 @@ pub struct PostgresConfig {
     pub pool_timeout: Duration,
     /// Longest time one operation may take once it has a connection (a hung
     /// network, a long lock queue). On expiry the connection is discarded and
-    /// the caller gets [`StoreError::Unavailable`](crate::store::StoreError::Unavailable).
+    /// the caller gets [`StoreError::Unavailable`].
     pub query_timeout: Duration,
     /// `false` sets `synchronous_commit = off` on this store's connections:
     /// decisions are answered before their WAL is flushed. Faster; a database
     /// crash may forget the last fraction of a second of decisions.
     pub synchronous_commit: bool,
+    /// The most decisions one transaction decides together.
+    pub max_batch: usize,
+    /// How long a worker that took fewer than `max_batch` decisions waits for
+    /// more before it starts. Zero (the default): never; batches form only
+    /// from what arrived while every connection was busy.
+    pub batch_wait: Duration,
+}
+
+impl PostgresConfig {
+    /// A configuration with the service's defaults for everything but the URL.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            pool_size: 16,
+            pool_timeout: Duration::from_secs(2),
+            query_timeout: Duration::from_secs(2),
+            synchronous_commit: true,
+            max_batch: 64,
+            batch_wait: Duration::ZERO,
+        }
+    }
 }
 
 /// Leases in Postgres, shared by every instance that points at the database.
@@ -54,6 +86,23 @@ pub struct PostgresConfig {
 pub struct PostgresStore {
     pool: Pool,
     query_timeout: Duration,
+    batches: Arc<Batches>,
+}
+
+/// The batch queue and its workers' shared figures. When the last clone of
+/// the store goes, the queue closes and the workers stop.
+struct Batches {
+    queue: Arc<Queue>,
+    sizes: Arc<BatchSizes>,
+    /// Longest a caller waits for its answer: a connection, the batch wait and
+    /// the batch's transaction, each bounded.
+    deadline: Duration,
+}
+
+impl Drop for Batches {
+    fn drop(&mut self) {
+        self.queue.close();
+    }
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -93,7 +142,7 @@ impl PostgresStore {
             tokio::runtime::Handle::try_current().map_err(|_| PostgresError::NoRuntime)?;
         let manager = Manager::from_connect(
             pg,
-            OnRuntime(runtime),
+            OnRuntime(runtime.clone()),
             // Fast: a broken connection surfaces as an error on use; the
             // `Verified` round trip on every checkout would double the cost.
             ManagerConfig {
@@ -108,10 +157,54 @@ impl PostgresStore {
             .runtime(Runtime::Tokio1)
             .build()
             .map_err(PostgresError::Build)?;
+        let queue = Arc::new(Queue::default());
+        let sizes = Arc::new(BatchSizes::default());
+        let batching = worker::Batching {
+            max: config.max_batch.max(1),
+            wait: config.batch_wait,
+            timeout: config.query_timeout,
+        };
+        for _ in 0..config.pool_size.max(1) {
+            runtime.spawn(worker::run(
+                Arc::clone(&queue),
+                pool.clone(),
+                batching,
+                Arc::clone(&sizes),
+            ));
+        }
         Ok(Self {
             pool,
             query_timeout: config.query_timeout,
+            batches: Arc::new(Batches {
+                queue,
+                sizes,
+                deadline: config.pool_timeout + config.batch_wait + config.query_timeout,
+            }),
         })
+    }
+
+    /// How many decisions the batches held so far.
+    pub fn batch_sizes(&self) -> &BatchSizes {
+        &self.batches.sizes
+    }
+
+    /// Queues one decision for the next batch and waits for its answer.
+    async fn decide(&self, viewer: String, decision: Decision) -> Result<Answer, StoreError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.batches.queue.push(Pending {
+            viewer,
+            decision,
+            reply,
+        });
+        match tokio::time::timeout(self.batches.deadline, answer).await {
+            Ok(Ok(answer)) => answer,
+            // The workers are gone: the runtime that ran them is shutting down.
+            Ok(Err(_)) => Err(StoreError::Unavailable(
+                "the store's workers stopped".into(),
+            )),
+            // Its batch may still commit: the outcome is unknown, as after any timeout.
+            Err(_) => Err(PostgresError::Timeout.into()),
+        }
     }
 
     /// Applies the embedded migrations (the top-level `migrations/` folder).
@@ -174,7 +267,7 @@ impl PostgresStore {
         let row = rows
             .first()
             .ok_or(PostgresError::Shape("sweep returned no count"))?;
-        Ok(u64::from(rows::count(row, 0)?))
+        rows::count(row, "n")
     }
 }
 

@@ -57,80 +57,103 @@
 //!
 //! Every statement filters on `viewer` except the sweeper's batch statements.
 
-/// The columns of a lease, in the order [`super::rows`] reads them, from the
-/// `stream_lease` column `$t` of a decision function's result.
-macro_rules! lease_columns {
-    ($t:literal) => {
-        concat!(
-            $t,
-            ".stream_id, ",
-            $t,
-            ".started_at, ",
-            $t,
-            ".expires_at, ",
-            $t,
-            ".ttl_ms, ",
-            $t,
-            ".device_id, ",
-            $t,
-            ".content_id"
-        )
-    };
-}
+/// Opens a batch's transaction (READ COMMITTED, the server's default).
+pub(super) const BEGIN: &str = "BEGIN";
 
-/// Decides a start: `stream_limit_start`. `$1` viewer, `$2` stream id, `$3`
-/// whether the id was generated for this request, `$4` ttl in ms, `$5` default
-/// limit, `$6` evict oldest at the limit, `$7` device id, `$8` content id.
-///
-/// Returns one `verdict` row (`prior` | `admit` | `evict` | `refuse`, the limit,
-/// the active count after the decision, the prior stream's end reason if any),
-/// plus `lease` rows: the admitted or replayed lease, every active lease on a
-/// refusal, and each evicted lease (kind `evicted`).
-pub(super) const START: &str = concat!(
-    "SELECT kind, ",
-    lease_columns!("(lease)"),
-    ", verdict, max_streams, active_count, reason
-  FROM stream_limit_start($1, $2, $3, $4, $5, $6, $7, $8)"
-);
+/// Ends a batch's transaction. In a transaction that failed, Postgres answers
+/// COMMIT by rolling back, so the caller checks every earlier statement first.
+pub(super) const COMMIT: &str = "COMMIT";
 
-/// Extends a live lease: `stream_limit_heartbeat`. `$1` viewer, `$2` stream id.
+/// Locks the batch's viewers' rows in one statement and in one order (the
+/// database's sort order of the keys), so that batches of different instances
+/// never wait for each other in a cycle. `$1` the batch's viewers, each once;
+/// `$2` whether to create the viewer's row if missing (it has a start: other
+/// decisions need no row, and leave none behind).
 ///
-/// Returns at most one row: `extended` with the lease, or `gone` with a reason.
-pub(super) const HEARTBEAT: &str = concat!(
-    "SELECT kind, ",
-    lease_columns!("(lease)"),
-    ", reason FROM stream_limit_heartbeat($1, $2)"
-);
+/// `DO UPDATE … WHERE false` locks an existing row without writing it (the
+/// documented behaviour of the conflict clause: every conflicting row is
+/// locked, only rows passing `WHERE` are updated). A row another transaction
+/// is inserting makes this wait for it; one the sweeper deleted meanwhile is
+/// inserted again. Either way the row is locked when the statement returns.
+pub(super) const LOCK: &str = "\
+INSERT INTO viewers AS cur (viewer)
+SELECT u.viewer FROM unnest($1::text[], $2::boolean[]) AS u(viewer, creates)
+ WHERE u.creates OR EXISTS (SELECT 1 FROM viewers e WHERE e.viewer = u.viewer)
+ ORDER BY u.viewer
+ON CONFLICT (viewer) DO UPDATE SET started = cur.started WHERE false";
 
-/// Ends one live lease, recording `$3` (`ended` | `revoked`) in history:
-/// `stream_limit_end`. `$1` viewer, `$2` stream id.
+/// The locked rows, read by the next statement of the transaction: under READ
+/// COMMITTED it takes a new snapshot, which holds the latest committed version
+/// of every row it locked. `now` is the store's clock, read once, after the
+/// locks. `$1` the batch's viewers.
 ///
-/// Returns at most one row: `ended` with the lease and the active count after,
-/// or `gone` with the reason it had already stopped counting.
-pub(super) const END: &str = concat!(
-    "SELECT kind, ",
-    lease_columns!("(lease)"),
-    ", reason, active_count FROM stream_limit_end($1, $2, $3)"
-);
+/// `FOR UPDATE SKIP LOCKED` returns exactly the rows this transaction holds
+/// (re-locking them is free), and skips, never waits for, a row that another
+/// transaction created after [`LOCK`] looked: such a viewer is decided as
+/// having no row, as if this batch had come first (its decisions, none of
+/// them a start, then change nothing).
+pub(super) const READ: &str = "\
+SELECT v.viewer, v.max_streams, v.leases, v.sweep_after,
+       v.started OR EXISTS (SELECT 1 FROM stream_history h WHERE h.viewer = v.viewer) AS seen,
+       (SELECT stream_limit_now()) AS now
+  FROM viewers v WHERE v.viewer = ANY($1::text[])
+   FOR UPDATE OF v SKIP LOCKED";
 
-/// Ends the least recently started live lease: `stream_limit_end_oldest`. `$1` viewer.
+/// The store's clock, for a batch none of whose viewers has a row.
+pub(super) const NOW: &str = "SELECT stream_limit_now() AS now";
+
+/// The history of the streams a batch names that are not in their viewer's
+/// row (a replayed start, a heartbeat or end of an ended stream): the rules
+/// answer `410 Gone` with the reason. `$1` viewers, `$2` stream ids, pairwise.
+pub(super) const PAST: &str = "\
+SELECT h.viewer, h.stream_id, h.started_at, h.ended_at, h.reason, h.device_id, h.content_id
+  FROM stream_history h
+  JOIN unnest($1::text[], $2::uuid[]) AS u(viewer, stream_id)
+    ON h.viewer = u.viewer AND h.stream_id = u.stream_id";
+
+/// Writes back what a batch decided, in one statement: each changed viewer's
+/// row (`$1` viewer, `$2` started, `$3` sweep_after; `$4` the index of each
+/// lease's viewer in `$1`, from 1, and `$5` the leases, oldest first per viewer)
+/// and the streams it ended (`$6`–`$12`: the columns of `stream_history`).
 ///
-/// Returns an `ended` row (lease, active count after), else a `known` row when
-/// the viewer ever started a stream (or still has any trace), else nothing.
-pub(super) const END_OLDEST: &str = concat!(
-    "SELECT kind, ",
-    lease_columns!("(lease)"),
-    ", active_count FROM stream_limit_end_oldest($1)"
-);
+/// A stream id is in a viewer's row or in its history, never both, so the
+/// conflict clause only keeps a bug from turning into a failed batch.
+pub(super) const WRITE: &str = "\
+WITH w AS (
+    SELECT w.viewer, w.started, w.sweep_after, w.i
+      FROM unnest($1::text[], $2::boolean[], $3::timestamptz[]) WITH ORDINALITY AS w(viewer, started, sweep_after, i)
+), l AS (
+    SELECT x.owner, array_agg(x.lease ORDER BY x.n) AS leases
+      FROM (SELECT unnest($4::bigint[]) AS owner, unnest($5::stream_lease[]) AS lease,
+                   generate_subscripts($4::bigint[], 1) AS n) x
+     GROUP BY x.owner
+), h AS (
+    INSERT INTO stream_history (viewer, stream_id, started_at, ended_at, reason, device_id, content_id)
+    SELECT * FROM unnest($6::text[], $7::uuid[], $8::timestamptz[], $9::timestamptz[],
+                         $10::text[], $11::text[], $12::text[])
+    ON CONFLICT (viewer, stream_id) DO NOTHING
+)
+UPDATE viewers v
+   SET leases = coalesce(l.leases, '{}'), started = w.started, sweep_after = w.sweep_after
+  FROM w LEFT JOIN l ON l.owner = w.i
+ WHERE v.viewer = w.viewer";
+
+/// Keeps the `$2` most recent history entries of each viewer in `$1` (ties at
+/// the cut survive): the bound the in-memory store keeps too
+/// ([`crate::domain::rules::HISTORY_PER_VIEWER`]). Runs after [`WRITE`], in
+/// the same transaction, for the viewers it gave new history.
+pub(super) const TRIM: &str = "\
+DELETE FROM stream_history h USING unnest($1::text[]) AS u(viewer)
+ WHERE h.viewer = u.viewer
+   AND h.ended_at < (SELECT x.ended_at FROM stream_history x WHERE x.viewer = u.viewer
+                      ORDER BY x.ended_at DESC OFFSET $2::bigint - 1 LIMIT 1)";
 
 /// The viewer's live leases, oldest first. `$1` viewer.
-pub(super) const ACTIVE: &str = concat!(
-    "SELECT ",
-    lease_columns!("l"),
-    " FROM viewers v CROSS JOIN LATERAL unnest(v.leases) l
+pub(super) const ACTIVE: &str = "\
+SELECT l.stream_id, l.started_at, l.expires_at, l.ttl_ms, l.device_id, l.content_id
+  FROM viewers v CROSS JOIN LATERAL unnest(v.leases) l
  WHERE v.viewer = $1 AND l.expires_at > (SELECT stream_limit_now())
- ORDER BY l.started_at, l.stream_id"
-);
+ ORDER BY l.started_at, l.stream_id";
 
 /// Sets or clears the viewer's limit; the upsert takes the viewer's row lock
 /// itself. `$1` viewer, `$2` limit or NULL.
@@ -146,7 +169,7 @@ SELECT stream_id, started_at, ended_at, reason, device_id, content_id
 
 /// Moves the leases that expired more than `$2` ms ago, of up to `$1`
 /// viewers, to history: `stream_limit_sweep_expired`. Returns how many moved.
-pub(super) const SWEEP_EXPIRED: &str = "SELECT stream_limit_sweep_expired($1, $2)";
+pub(super) const SWEEP_EXPIRED: &str = "SELECT stream_limit_sweep_expired($1, $2) AS n";
 
 /// Forgets up to `$1` history rows that ended more than `$2` ms ago. Returns how many.
 pub(super) const SWEEP_HISTORY: &str = "\
@@ -161,7 +184,7 @@ gone AS (
      WHERE h.viewer = d.viewer AND h.stream_id = d.stream_id
     RETURNING 1
 )
-SELECT count(*) FROM gone";
+SELECT count(*) AS n FROM gone";
 
 /// Forgets up to `$1` viewers with nothing left to remember (no lease, no
 /// history, no override): those that never started a stream once `$2` ms old
@@ -182,4 +205,4 @@ doomed AS (
        FOR UPDATE OF v SKIP LOCKED
 ),
 gone AS (DELETE FROM viewers v USING doomed d WHERE v.viewer = d.viewer RETURNING 1)
-SELECT count(*) FROM gone";
+SELECT count(*) AS n FROM gone";

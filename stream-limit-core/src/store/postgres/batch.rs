@@ -1,0 +1,355 @@
+//! One batch: the decisions that were waiting when a worker became free,
+//! decided together in one transaction and answered after its commit.
+//!
+//! ```text
+//! round trip 1: BEGIN; LOCK (sorted upsert); READ (rows + clock)
+//!               [PAST: history of named streams not in their row; rare]
+//! in Rust:      each viewer's row becomes a ViewerBook; the decisions apply
+//!               to it in arrival order at the clock READ returned
+//! round trip 2: WRITE (changed rows + new history); [TRIM]; COMMIT
+//! ```
+//!
+//! Why it is correct, and why it cannot deadlock, is written at the
+//! statements in `super::sql`. What it adds to one decision's transaction:
+//! - Decisions of one viewer apply one after another to its book, in arrival
+//!   order: the same rule, the same code, as the in-memory store.
+//! - No answer leaves before COMMIT returns: a decision whose transaction
+//!   rolled back is never reported, and with `synchronous_commit = on` every
+//!   answered decision is durable.
+//! - A failed batch fails as a whole and admits nothing. Its decisions are
+//!   then retried one per transaction (see `super::worker`), so one bad
+//!   decision (a hot viewer's lock timeout, an input only the database
+//!   refuses) gets its own error and the others their own answers.
+
+use std::collections::HashMap;
+
+use deadpool_postgres::Client;
+use tokio_postgres::types::ToSql;
+
+use super::error::PostgresError;
+use super::queue::{Answer, Decision, Pending};
+use super::rows::{self, LeaseRow};
+use super::sql;
+use crate::domain::ids::StreamId;
+use crate::domain::lease::{Lease, StreamRecord, Timestamp};
+use crate::domain::rules::{ViewerBook, HISTORY_PER_VIEWER};
+
+/// One viewer of a batch: its book and what is needed to write it back.
+struct Viewer {
+    book: ViewerBook,
+    /// As read, to tell whether the batch changed anything.
+    leases: Vec<Lease>,
+    seen: bool,
+    /// History entries loaded for the rules to consult (not new).
+    loaded: usize,
+    sweep_after: Option<Timestamp>,
+}
+
+impl Viewer {
+    fn absent() -> Self {
+        Viewer {
+            book: ViewerBook::default(),
+            leases: Vec::new(),
+            seen: false,
+            loaded: 0,
+            sweep_after: None,
+        }
+    }
+}
+
+/// Decides `batch` in one transaction on `client`. The answers are in the
+/// batch's order. On error nothing was committed (or the commit's fate is
+/// unknown: the connection broke), and no answer may be given.
+pub(super) async fn decide(
+    client: &Client,
+    batch: &[Pending],
+) -> Result<Vec<Answer>, PostgresError> {
+    let result = run(client, batch).await;
+    if result.is_err() && !client.is_closed() {
+        // Leave the connection ready for its next batch. If this fails too,
+        // the connection is broken and the pool discards it on next use.
+        let _ = client.batch_execute("ROLLBACK").await;
+    }
+    result
+}
+
+async fn run(client: &Client, batch: &[Pending]) -> Result<Vec<Answer>, PostgresError> {
+    let mut keys: Vec<&str> = batch.iter().map(|p| p.viewer.as_str()).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let creates: Vec<bool> = keys
+        .iter()
+        .map(|key| {
+            batch
+                .iter()
+                .any(|p| p.viewer == *key && matches!(p.decision, Decision::Start(_)))
+        })
+        .collect();
+
+    let begin = client.prepare_cached(sql::BEGIN).await?;
+    let lock = client.prepare_cached(sql::LOCK).await?;
+    let read = client.prepare_cached(sql::READ).await?;
+    // One round trip: the three are pipelined and run in order.
+    let lock_params: [&(dyn ToSql + Sync); 2] = [&keys, &creates];
+    let read_params: [&(dyn ToSql + Sync); 1] = [&keys];
+    let (began, locked, rows) = tokio::join!(
+        client.execute(&begin, &[]),
+        client.execute(&lock, &lock_params),
+        client.query(&read, &read_params),
+    );
+    began?;
+    locked?;
+    let rows = rows?;
+
+    let mut now = None;
+    let mut viewers: HashMap<&str, Viewer> = HashMap::with_capacity(keys.len());
+    for row in &rows {
+        let key: &str = row.try_get("viewer")?;
+        let key = keys
+            .iter()
+            .copied()
+            .find(|k| *k == key)
+            .ok_or(PostgresError::Shape("a row for a viewer not in the batch"))?;
+        now = Some(row.try_get::<_, Timestamp>("now")?);
+        let leases = rows::leases(row, "leases")?;
+        let seen: bool = row.try_get("seen")?;
+        let book = ViewerBook::restore(
+            rows::limit(row, "max_streams")?,
+            seen,
+            leases.clone(),
+            Vec::new(),
+        );
+        viewers.insert(
+            key,
+            Viewer {
+                book,
+                leases,
+                seen,
+                loaded: 0,
+                sweep_after: row.try_get("sweep_after")?,
+            },
+        );
+    }
+    let now = match now {
+        Some(now) => now,
+        // No viewer of the batch has a row (and none starts): read the clock alone.
+        None => client
+            .query_one(&client.prepare_cached(sql::NOW).await?, &[])
+            .await?
+            .try_get("now")?,
+    };
+    for (key, creates) in keys.iter().zip(&creates) {
+        if !viewers.contains_key(key) {
+            if *creates {
+                return Err(PostgresError::Shape("a starting viewer has no row"));
+            }
+            // Without a row a viewer's decisions change nothing (none of them
+            // starts), so `write` finds nothing to write for it.
+            viewers.insert(key, Viewer::absent());
+        }
+    }
+
+    load_past(client, batch, &mut viewers).await?;
+
+    let answers = batch
+        .iter()
+        .map(|pending| {
+            let book = &mut viewers
+                .get_mut(pending.viewer.as_str())
+                .expect("every viewer of the batch has a book")
+                .book;
+            apply(book, &pending.decision, now)
+        })
+        .collect();
+
+    write(client, &keys, &mut viewers).await?;
+    Ok(answers)
+}
+
+/// Loads the history of the streams the batch names that are not in their
+/// viewer's row, so the rules can tell "ended (why)" from "never existed".
+async fn load_past(
+    client: &Client,
+    batch: &[Pending],
+    viewers: &mut HashMap<&str, Viewer>,
+) -> Result<(), PostgresError> {
+    let mut wanted_viewers = Vec::new();
+    let mut wanted_streams = Vec::new();
+    for pending in batch {
+        let stream = match &pending.decision {
+            Decision::Start(request) if !request.generated_id => request.stream_id,
+            Decision::Heartbeat(stream) | Decision::End(stream, _) => *stream,
+            Decision::Start(_) | Decision::EndOldest => continue,
+        };
+        let in_row = viewers[pending.viewer.as_str()]
+            .leases
+            .iter()
+            .any(|l| l.stream_id == stream);
+        if !in_row && !started_in(batch, pending, stream) {
+            wanted_viewers.push(pending.viewer.as_str());
+            wanted_streams.push(*stream.as_uuid());
+        }
+    }
+    if wanted_streams.is_empty() {
+        return Ok(());
+    }
+    let past = client.prepare_cached(sql::PAST).await?;
+    let rows = client
+        .query(&past, &[&wanted_viewers, &wanted_streams])
+        .await?;
+    let mut found: HashMap<String, Vec<StreamRecord>> = HashMap::new();
+    for row in &rows {
+        found
+            .entry(row.try_get::<_, String>("viewer")?)
+            .or_default()
+            .push(rows::record(row)?);
+    }
+    for (key, mut records) in found {
+        let viewer = viewers.get_mut(key.as_str()).ok_or(PostgresError::Shape(
+            "history for a viewer not in the batch",
+        ))?;
+        records.sort_by_key(|r| (r.ended_at, r.stream_id));
+        viewer.loaded = records.len();
+        viewer.book = ViewerBook::restore(
+            viewer.book.limit,
+            viewer.seen,
+            viewer.leases.clone(),
+            records,
+        );
+    }
+    Ok(())
+}
+
+/// Whether an earlier decision of the batch starts `stream` for the same
+/// viewer (then the rules find it in the book, not in history).
+fn started_in(batch: &[Pending], pending: &Pending, stream: StreamId) -> bool {
+    batch
+        .iter()
+        .take_while(|p| !std::ptr::eq(*p, pending))
+        .any(|p| {
+            p.viewer == pending.viewer
+                && matches!(&p.decision, Decision::Start(r) if r.stream_id == stream)
+        })
+}
+
+fn apply(book: &mut ViewerBook, decision: &Decision, now: Timestamp) -> Answer {
+    match decision {
+        Decision::Start(request) => Answer::Start(book.start(request, now)),
+        Decision::Heartbeat(stream) => Answer::Heartbeat(book.heartbeat(*stream, now)),
+        Decision::End(stream, reason) => Answer::End(book.end(*stream, *reason, now)),
+        Decision::EndOldest => Answer::EndOldest(book.end_oldest(now)),
+    }
+}
+
+/// The columns [`sql::WRITE`] takes, one entry per changed viewer, lease or record.
+#[derive(Default)]
+struct Writes<'a> {
+    viewers: Vec<&'a str>,
+    started: Vec<bool>,
+    sweep_after: Vec<Option<Timestamp>>,
+    owners: Vec<i64>,
+    leases: Vec<LeaseRow>,
+    ended_viewer: Vec<&'a str>,
+    ended_stream: Vec<uuid::Uuid>,
+    ended_started: Vec<Timestamp>,
+    ended_at: Vec<Timestamp>,
+    ended_reason: Vec<&'static str>,
+    ended_device: Vec<Option<&'a str>>,
+    ended_content: Vec<Option<&'a str>>,
+}
+
+/// Writes back the changed viewers and their new history, then commits, in
+/// one round trip.
+async fn write(
+    client: &Client,
+    keys: &[&str],
+    viewers: &mut HashMap<&str, Viewer>,
+) -> Result<(), PostgresError> {
+    let mut writes = Writes::default();
+    let mut trimmed: Vec<&str> = Vec::new();
+    for key in keys {
+        let viewer = &viewers[key];
+        let book = &viewer.book;
+        let new_records = &book.records()[viewer.loaded..];
+        if book.leases() == viewer.leases.as_slice()
+            && book.seen() == viewer.seen
+            && new_records.is_empty()
+        {
+            continue;
+        }
+        writes.viewers.push(key);
+        writes.started.push(book.seen());
+        // A lower bound of the earliest expiry: only admissions lower it (a
+        // heartbeat moves an expiry later); the sweeper recomputes it.
+        let admitted = book
+            .leases()
+            .iter()
+            .filter(|l| !viewer.leases.iter().any(|o| o.stream_id == l.stream_id))
+            .map(|l| l.expires_at)
+            .min();
+        writes
+            .sweep_after
+            .push(match (viewer.sweep_after, admitted) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            });
+        let owner = i64::try_from(writes.viewers.len()).unwrap_or(i64::MAX);
+        for lease in book.leases() {
+            writes.owners.push(owner);
+            writes.leases.push(LeaseRow::from(lease));
+        }
+        if !new_records.is_empty() {
+            trimmed.push(key);
+        }
+        for record in new_records {
+            writes.ended_viewer.push(key);
+            writes.ended_stream.push(*record.stream_id.as_uuid());
+            writes.ended_started.push(record.started_at);
+            writes.ended_at.push(record.ended_at);
+            writes.ended_reason.push(record.reason.as_str());
+            writes.ended_device.push(record.device_id.as_deref());
+            writes.ended_content.push(record.content_id.as_deref());
+        }
+    }
+    let commit = client.prepare_cached(sql::COMMIT).await?;
+    if writes.viewers.is_empty() {
+        client.execute(&commit, &[]).await?;
+        return Ok(());
+    }
+    let write = client.prepare_cached(sql::WRITE).await?;
+    let params: [&(dyn ToSql + Sync); 12] = [
+        &writes.viewers,
+        &writes.started,
+        &writes.sweep_after,
+        &writes.owners,
+        &writes.leases,
+        &writes.ended_viewer,
+        &writes.ended_stream,
+        &writes.ended_started,
+        &writes.ended_at,
+        &writes.ended_reason,
+        &writes.ended_device,
+        &writes.ended_content,
+    ];
+    if trimmed.is_empty() {
+        let (wrote, committed) = tokio::join!(
+            client.execute(&write, &params),
+            client.execute(&commit, &[])
+        );
+        wrote?;
+        committed?;
+    } else {
+        let trim = client.prepare_cached(sql::TRIM).await?;
+        let keep = i64::try_from(HISTORY_PER_VIEWER).unwrap_or(i64::MAX);
+        let trim_params: [&(dyn ToSql + Sync); 2] = [&trimmed, &keep];
+        let (wrote, trimmed, committed) = tokio::join!(
+            client.execute(&write, &params),
+            client.execute(&trim, &trim_params),
+            client.execute(&commit, &[]),
+        );
+        wrote?;
+        trimmed?;
+        committed?;
+    }
+    Ok(())
+}
