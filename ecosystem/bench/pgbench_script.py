@@ -41,10 +41,15 @@ def statements(path):
     return out
 
 
+def names(value, viewer):
+    """Whether a parameter's literal is `viewer`, or an array holding only it
+    (the batched statements take arrays of viewers)."""
+    return value in ("'" + viewer + "'", "'{" + viewer + "}'", "'{\"" + viewer + "\"}'")
+
+
 def transactions(stmts, viewer):
     """The transactions (per backend) that touch `viewer`, in order: a
     BEGIN..COMMIT block, or one statement on its own."""
-    quoted = "'" + viewer + "'"
     blocks, open_blocks = [], {}
     for pid, sql, params in stmts:
         head = sql.strip().upper()
@@ -53,12 +58,12 @@ def transactions(stmts, viewer):
             continue
         if head == "COMMIT" and pid in open_blocks:
             block = open_blocks.pop(pid)
-            if any(quoted in p.values() for _, p in block):
+            if any(names(v, viewer) for _, p in block for v in p.values()):
                 blocks.append(block)
             continue
         if pid in open_blocks:
             open_blocks[pid].append((sql, params))
-        elif quoted in params.values():
+        elif any(names(v, viewer) for v in params.values()):
             blocks.append([(sql, params)])
     return blocks
 
@@ -91,6 +96,12 @@ def substitute(sql, params, viewer, user_expr, uuid_expr):
             return user_expr
         if UUID.match(raw):
             return uuid_expr
+        # A one-element array of the viewer or of a stream id (batched statements).
+        inner = raw[1:-1].strip('"') if raw.startswith("{") and raw.endswith("}") else None
+        if inner == viewer:
+            return f"ARRAY[{user_expr}]"
+        if inner is not None and UUID.match(inner):
+            return f"ARRAY[{uuid_expr}]"
         return value
 
     return PLACEHOLDER.sub(repl, strip_comments(sql)).strip().rstrip(";")

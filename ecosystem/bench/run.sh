@@ -415,9 +415,18 @@ EOF
 INSERT INTO bench_counts (user_id, active) VALUES (:a, 1) ON CONFLICT (user_id) DO UPDATE SET active = bench_counts.active + 1 WHERE bench_counts.active < 3;
 UPDATE bench_counts SET active = active - 1 WHERE user_id = :b AND active > 0;
 EOF
-    # pgbench_run LABEL RUN SECONDS SCRIPT: records statements (=requests) per second.
+    cat > "$RAW/floor_upsert16.sql" <<EOF
+-- The batched floor: the same upsert and decrement, each over 16 distinct
+-- users in one statement, one transaction per pair (32 decisions).
+\\set a random(0, $((USERS - 17)))
+\\set b random(0, $((USERS - 17)))
+INSERT INTO bench_counts (user_id, active) SELECT g, 1 FROM generate_series(:a, :a + 15) g ON CONFLICT (user_id) DO UPDATE SET active = bench_counts.active + 1 WHERE bench_counts.active < 3;
+UPDATE bench_counts SET active = active - 1 WHERE user_id BETWEEN :b AND :b + 15 AND active > 0;
+EOF
+    # pgbench_run LABEL RUN SECONDS SCRIPT [DECISIONS]: records decisions (=requests)
+    # per second; DECISIONS per script execution (default 2: one start, one end).
     pgbench_run() {
-        local label=$1 run=$2 secs=$3 script=$4 out="$RAW/pgbench-$1-$2.txt"
+        local label=$1 run=$2 secs=$3 script=$4 out="$RAW/pgbench-$1-$2.txt" each=${5:-2}
         local p0 p1 c0 c1 b0 b1 t0 t1
         [ "$run" = 0 ] || wait_quiet
         p0=$(pg_ticks); c0=$(child_ticks); b0=$(busy_ticks); t0=$(date +%s.%N)
@@ -429,11 +438,10 @@ EOF
         tps=$(awk -F'= ' '/^tps/ {split($2, a, " "); print a[1]}' "$out")
         xacts=$(awk -F': ' '/number of transactions actually processed/ {split($2, a, "/"); print a[1]}' "$out")
         [ -n "$tps" ] || { echo "pgbench failed:" >&2; cat "$out" >&2; exit 1; }
-        # Each script execution is one start and one end: 2 requests' worth.
-        per=$(python3 -c "print(round(2*$tps, 1))")
+        per=$(python3 -c "print(round($each*$tps, 1))")
         local pg_us gen_us other
         read -r pg_us gen_us other < <(python3 -c "
-hz, n, wall, cores = $HZ, 2 * $xacts, $t1 - $t0, $(nproc)
+hz, n, wall, cores = $HZ, $each * $xacts, $t1 - $t0, $(nproc)
 pg, gen, busy = $p1 - $p0, $c1 - $c0, $b1 - $b0
 us = lambda t: round(t * 1e6 / hz / max(1, n), 1)
 print(us(pg), us(gen), round(100 * max(0, busy - pg - gen) / hz / wall / cores, 1))")
@@ -449,8 +457,13 @@ print(us(pg), us(gen), round(100 * max(0, busy - pg - gen) / hz / wall / cores, 
         for run in $(seq 1 "$RUNS"); do
             measured wrk_run throughput pg-mix "$run" "$DUR"
             measured pgbench_run floor-upsert "$run" "$DUR" "$RAW/floor_upsert.sql"
+            measured pgbench_run floor-upsert16 "$run" "$DUR" "$RAW/floor_upsert16.sql" 32
             [ -f "$RAW/floor_ours.sql" ] && measured pgbench_run floor-ours "$run" "$DUR" "$RAW/floor_ours.sql"
         done
+        # How the mix's decisions travelled: the server's own batch-size histogram.
+        curl -fsS "http://127.0.0.1:$PORT/metrics" | grep '^stream_limit_store_batch_size' > "$RAW/batch-size.txt" || true
+        batch_mean=$(awk '/_sum /{s=$2} /_count /{c=$2} END {if (c > 0) printf "%.2f", s / c}' "$RAW/batch-size.txt")
+        [ -n "$batch_mean" ] && record batch pg-mix 0 "$batch_mean" "$(awk '/le="1"}/{one=$2} /_count /{c=$2} END {printf "single=%d batches=%d", one, c}' "$RAW/batch-size.txt")"
         if want latency; then
             rate=$(( $(median throughput pg-mix) / 2 ))
             say "Postgres latency at half the max rate ($rate req/s, ${LAT_DUR}s)"

@@ -16,6 +16,7 @@ use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry,
     TextEncoder,
 };
+use stream_limit_core::store::postgres::BatchSizes;
 use stream_limit_core::{
     EndOldestOutcome, EndOutcome, EndReason, HeartbeatOutcome, Lease, LeaseStore, MaxStreams,
     StartOutcome, StartRequest, StoreError, StreamId, StreamLimiter, StreamRecord, SweepReport,
@@ -66,9 +67,13 @@ impl std::fmt::Debug for Metrics {
 
 impl Metrics {
     /// Creates and registers every metric (prefix `stream_limit_`), plus the
-    /// process's CPU, memory and file descriptors.
-    pub fn new() -> Result<Arc<Self>, prometheus::Error> {
+    /// process's CPU, memory and file descriptors, and, given a Postgres
+    /// store's `batch_sizes`, the `store_batch_size` histogram.
+    pub fn new(batch_sizes: Option<Arc<BatchSizes>>) -> Result<Arc<Self>, prometheus::Error> {
         let registry = Registry::new_custom(Some("stream_limit".into()), None)?;
+        if let Some(sizes) = batch_sizes {
+            registry.register(Box::new(BatchSizeCollector::new(sizes)?))?;
+        }
         let outcome = |name: &str, help: &str| -> Result<IntCounterVec, prometheus::Error> {
             let vec = IntCounterVec::new(Opts::new(name, help), &["outcome"])?;
             registry.register(Box::new(vec.clone()))?;
@@ -142,6 +147,65 @@ impl Metrics {
             tracing::error!(%error, "metrics failed to encode");
         }
         buffer
+    }
+}
+
+/// `store_batch_size`: decisions per Postgres transaction, read from the
+/// store's own counters at each scrape (the store counts batches; this
+/// crate owns the exposition).
+struct BatchSizeCollector {
+    sizes: Arc<BatchSizes>,
+    desc: prometheus::core::Desc,
+}
+
+impl BatchSizeCollector {
+    const NAME: &'static str = "store_batch_size";
+    const HELP: &'static str =
+        "Decisions per store transaction (1 when nothing was waiting to travel together).";
+
+    fn new(sizes: Arc<BatchSizes>) -> Result<Self, prometheus::Error> {
+        let desc = prometheus::core::Desc::new(
+            Self::NAME.into(),
+            Self::HELP.into(),
+            Vec::new(),
+            std::collections::HashMap::new(),
+        )?;
+        Ok(Self { sizes, desc })
+    }
+}
+
+impl prometheus::core::Collector for BatchSizeCollector {
+    fn desc(&self) -> Vec<&prometheus::core::Desc> {
+        vec![&self.desc]
+    }
+
+    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
+        use prometheus::proto;
+        let mut cumulative = 0;
+        let buckets = self
+            .sizes
+            .buckets()
+            .into_iter()
+            .map(|(upper, count)| {
+                cumulative += count;
+                let mut bucket = proto::Bucket::default();
+                bucket.set_upper_bound(upper as f64);
+                bucket.set_cumulative_count(cumulative);
+                bucket
+            })
+            .collect();
+        let mut histogram = proto::Histogram::default();
+        histogram.set_bucket(buckets);
+        histogram.set_sample_count(cumulative);
+        histogram.set_sample_sum(self.sizes.decisions() as f64);
+        let mut metric = proto::Metric::default();
+        metric.set_histogram(histogram);
+        let mut family = proto::MetricFamily::default();
+        family.set_name(Self::NAME.into());
+        family.set_help(Self::HELP.into());
+        family.set_field_type(proto::MetricType::HISTOGRAM);
+        family.set_metric(vec![metric]);
+        vec![family]
     }
 }
 

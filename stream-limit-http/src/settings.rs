@@ -39,8 +39,10 @@ pub const DEFAULTS: &[(&str, DefaultValue)] = &[
     ("store.pool_timeout_ms", DefaultValue::Int(2000)),
     ("store.query_timeout_ms", DefaultValue::Int(2000)),
     ("store.synchronous_commit", DefaultValue::Str("on")),
+    ("store.batch_workers", DefaultValue::Int(2)),
     ("store.max_batch", DefaultValue::Int(64)),
     ("store.batch_wait_us", DefaultValue::Int(0)),
+    ("store.history_per_viewer", DefaultValue::Int(32)),
     ("sweeper.interval_secs", DefaultValue::Int(30)),
     ("sweeper.batch", DefaultValue::Int(1000)),
     ("sweeper.history_retention_secs", DefaultValue::Int(604_800)),
@@ -129,11 +131,16 @@ pub struct StoreSettings {
     pub query_timeout_ms: u64,
     /// Whether lease writes wait for the WAL flush (see [`SynchronousCommit`]).
     pub synchronous_commit: SynchronousCommit,
+    /// How many Postgres batches may be in flight at once (at most
+    /// `pool_size`; reads and sweeps use the other connections).
+    pub batch_workers: usize,
     /// The most decisions one Postgres transaction decides together.
     pub max_batch: usize,
     /// How long a batch with room waits for more decisions before it starts
     /// (0: never; batches form from what arrives while connections are busy).
     pub batch_wait_us: u64,
+    /// Ended streams kept per viewer in Postgres (the in-memory store keeps 32).
+    pub history_per_viewer: usize,
 }
 
 /// `store.synchronous_commit`: Postgres's durability setting for this
@@ -254,6 +261,11 @@ impl Settings {
             ("store.pool_timeout_ms", self.store.pool_timeout_ms),
             ("store.query_timeout_ms", self.store.query_timeout_ms),
             ("store.max_batch", self.store.max_batch as u64),
+            ("store.batch_workers", self.store.batch_workers as u64),
+            (
+                "store.history_per_viewer",
+                self.store.history_per_viewer as u64,
+            ),
             ("sweeper.interval_secs", self.sweeper.interval_secs),
             ("sweeper.batch", self.sweeper.batch as u64),
             (
@@ -263,6 +275,12 @@ impl Settings {
         ];
         if let Some((key, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(invalid(key, "must be at least 1"));
+        }
+        if self.store.batch_workers > self.store.pool_size {
+            return Err(invalid(
+                "store.batch_workers",
+                "must be at most store.pool_size (each batch in flight holds a connection)",
+            ));
         }
         // Upper bounds keep time arithmetic far from overflow, and catch typos
         // (milliseconds where seconds were meant).
@@ -285,8 +303,13 @@ impl Settings {
             ),
             ("sweeper.interval_secs", self.sweeper.interval_secs, DAY),
             ("store.pool_timeout_ms", self.store.pool_timeout_ms, 600_000),
-            ("store.max_batch", self.store.max_batch as u64, 10_000),
+            ("store.max_batch", self.store.max_batch as u64, 1024),
             ("store.batch_wait_us", self.store.batch_wait_us, 100_000),
+            (
+                "store.history_per_viewer",
+                self.store.history_per_viewer as u64,
+                1_000_000,
+            ),
             (
                 "store.query_timeout_ms",
                 self.store.query_timeout_ms,

@@ -9,6 +9,7 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::{from_fn, Condition};
 use actix_web::{web, App, HttpServer};
 use secrecy::SecretString;
+use stream_limit_core::store::postgres::BatchSizes;
 use stream_limit_core::{spawn_sweeper, StreamLimiter};
 use tokio::task::JoinHandle;
 
@@ -68,9 +69,9 @@ impl Application {
     /// Opens the store named by `settings` (see [`crate::store::open`]) and binds
     /// the listeners. Port `0` binds a free port.
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
-        let store = crate::store::open(&settings).await?;
-        let limiter = StreamLimiter::new(store, settings.limiter_config());
-        Self::with_limiter(settings, limiter).await
+        let opened = crate::store::open(&settings).await?;
+        let limiter = StreamLimiter::new(opened.store, settings.limiter_config());
+        Self::assemble(settings, limiter, opened.batch_sizes).await
     }
 
     /// Like [`Application::build`] with a limiter made by the caller: tests pass
@@ -81,7 +82,15 @@ impl Application {
         settings: Settings,
         limiter: StreamLimiter,
     ) -> Result<Self, StartupError> {
-        let metrics = Metrics::new().map_err(StartupError::Metrics)?;
+        Self::assemble(settings, limiter, None).await
+    }
+
+    async fn assemble(
+        settings: Settings,
+        limiter: StreamLimiter,
+        batch_sizes: Option<Arc<BatchSizes>>,
+    ) -> Result<Self, StartupError> {
+        let metrics = Metrics::new(batch_sizes).map_err(StartupError::Metrics)?;
         // Every store, whatever the caller built, is measured the same way.
         let store = InstrumentedStore::new(Arc::clone(limiter.store()), Arc::clone(&metrics));
         let limiter = web::Data::new(limiter.with_store(Arc::new(store)));

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use secrecy::ExposeSecret;
-use stream_limit_core::store::postgres::{PostgresConfig, PostgresStore};
+use stream_limit_core::store::postgres::{BatchSizes, PostgresConfig, PostgresStore};
 use stream_limit_core::{InMemoryStore, LeaseStore};
 
 use crate::settings::{Settings, SynchronousCommit};
@@ -22,9 +22,17 @@ pub enum StoreSetupError {
     Postgres(#[from] stream_limit_core::store::postgres::PostgresError),
 }
 
+/// An opened store, with what it reports beyond the [`LeaseStore`] calls.
+pub struct OpenedStore {
+    /// The store.
+    pub store: Arc<dyn LeaseStore>,
+    /// Postgres only: how many decisions its batches held.
+    pub batch_sizes: Option<Arc<BatchSizes>>,
+}
+
 /// The store named by the settings. Without a database URL this is an
 /// [`InMemoryStore`], and the log says loudly that only one instance may run.
-pub async fn open(settings: &Settings) -> Result<Arc<dyn LeaseStore>, StoreSetupError> {
+pub async fn open(settings: &Settings) -> Result<OpenedStore, StoreSetupError> {
     match &settings.store.database_url {
         None => {
             tracing::warn!(
@@ -32,7 +40,10 @@ pub async fn open(settings: &Settings) -> Result<Arc<dyn LeaseStore>, StoreSetup
                  Leases live in this process only; run a SINGLE instance, or set DATABASE_URL \
                  so that every instance shares one limit."
             );
-            Ok(Arc::new(InMemoryStore::new()))
+            Ok(OpenedStore {
+                store: Arc::new(InMemoryStore::new()),
+                batch_sizes: None,
+            })
         }
         Some(_) => connect(settings).await,
     }
@@ -40,11 +51,14 @@ pub async fn open(settings: &Settings) -> Result<Arc<dyn LeaseStore>, StoreSetup
 
 /// Connects to Postgres at `store.database_url` with `store.pool_size` and
 /// the store timeouts, applies migrations, and returns the store.
-pub async fn connect(settings: &Settings) -> Result<Arc<dyn LeaseStore>, StoreSetupError> {
+pub async fn connect(settings: &Settings) -> Result<OpenedStore, StoreSetupError> {
     let store = postgres(settings)?;
     let applied = store.migrate().await?;
     tracing::info!(applied, "connected to Postgres; migrations up to date");
-    Ok(Arc::new(store))
+    Ok(OpenedStore {
+        batch_sizes: Some(store.batch_sizes()),
+        store: Arc::new(store),
+    })
 }
 
 /// Applies the embedded migrations and returns how many were new: the
@@ -65,7 +79,9 @@ fn postgres(settings: &Settings) -> Result<PostgresStore, StoreSetupError> {
         pool_timeout: Duration::from_millis(settings.store.pool_timeout_ms),
         query_timeout: Duration::from_millis(settings.store.query_timeout_ms),
         synchronous_commit: settings.store.synchronous_commit == SynchronousCommit::On,
+        batch_workers: settings.store.batch_workers,
         max_batch: settings.store.max_batch,
+        history_per_viewer: settings.store.history_per_viewer,
         batch_wait: Duration::from_micros(settings.store.batch_wait_us),
     })?)
 }

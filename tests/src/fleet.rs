@@ -58,9 +58,12 @@ impl Fleet {
         assert_eq!(migrate(db.url()), 0, "a second migrate has nothing to do");
         // Several workers per instance: a graceful stop drains workers that
         // share one connection pool (whose connections must outlive each of them).
+        // Every ended stream stays in history, so the audit sees each
+        // viewer's whole life (`assert_limit_held`).
         let env = [
             ("DATABASE_URL", db.url()),
             ("STREAM_LIMIT__SERVER__WORKERS", WORKERS_PER_INSTANCE),
+            ("STREAM_LIMIT__STORE__HISTORY_PER_VIEWER", "1000000"),
         ];
         let mut instances = Vec::new();
         for _ in 0..INSTANCES {

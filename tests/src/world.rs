@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use stream_limit_core::domain::rules::HISTORY_PER_VIEWER;
 use stream_limit_core::store::postgres::{PostgresConfig, PostgresStore};
 use stream_limit_core::{InMemoryStore, LeaseStore, ManualClock};
 
@@ -83,15 +84,29 @@ impl World {
 }
 
 /// A migrated [`PostgresStore`] on `db` with its own pool of `pool_size`
-/// connections (one pool stands in for one service instance).
+/// connections (one pool stands in for one service instance), keeping the
+/// default history per viewer.
 pub async fn migrated_store(db: &TestDatabase, pool_size: usize) -> PostgresStore {
+    store_keeping(db, pool_size, HISTORY_PER_VIEWER).await
+}
+
+/// Like [`migrated_store`], but keeping every ended stream in history, so
+/// that [`crate::audit::peak_concurrency`] sees the whole life of a viewer
+/// however many streams it ended.
+pub async fn audited_store(db: &TestDatabase, pool_size: usize) -> PostgresStore {
+    store_keeping(db, pool_size, usize::MAX).await
+}
+
+async fn store_keeping(db: &TestDatabase, pool_size: usize, history: usize) -> PostgresStore {
     let store = PostgresStore::connect(&PostgresConfig {
         url: db.url().to_owned(),
         pool_size,
         pool_timeout: Duration::from_secs(10),
         query_timeout: Duration::from_secs(30),
         synchronous_commit: true,
+        batch_workers: pool_size,
         max_batch: 64,
+        history_per_viewer: history,
         batch_wait: Duration::ZERO,
     })
     .expect("valid pool configuration");

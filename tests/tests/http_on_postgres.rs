@@ -46,6 +46,35 @@ async fn two_instances_sharing_one_database_never_admit_past_the_limit() {
         assert_eq!(admitted, 3, "user {user}: admitted {admitted} of {CLIENTS}");
         assert_eq!(peak_concurrency(&audit, &format!("user:{user}")).await, 3);
     }
+    // Each instance says how its decisions travelled: every start was in
+    // some batch, and racing ones shared batches.
+    let mut decisions = 0.0;
+    for instance in &instances {
+        let text = http
+            .get(instance.url("/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        let value = |name: &str| -> f64 {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+                .unwrap_or_else(|| panic!("{name} missing from /metrics"))
+        };
+        let (count, sum) = (
+            value("stream_limit_store_batch_size_count"),
+            value("stream_limit_store_batch_size_sum"),
+        );
+        assert!(count >= 1.0 && sum >= count, "count {count}, sum {sum}");
+        assert_eq!(
+            value("stream_limit_store_batch_size_bucket{le=\"+Inf\"}"),
+            count
+        );
+        decisions += sum;
+    }
+    assert_eq!(decisions, (CLIENTS * USERS) as f64);
 }
 
 /// One request of the differential script.

@@ -13,7 +13,7 @@ use stream_limit_core::{
 };
 use stream_limit_tests::audit::peak_concurrency;
 use stream_limit_tests::postgres::{fresh_database, TestDatabase};
-use stream_limit_tests::world::{connect, migrated_store};
+use stream_limit_tests::world::{audited_store, connect, migrated_store};
 use tokio::sync::Barrier;
 
 const INSTANCES: usize = 3;
@@ -25,7 +25,7 @@ const LIMIT: usize = 3;
 async fn instances(db: &TestDatabase) -> Vec<Arc<PostgresStore>> {
     let mut stores = Vec::new();
     for _ in 0..INSTANCES {
-        stores.push(Arc::new(migrated_store(db, 10).await));
+        stores.push(Arc::new(audited_store(db, 10).await));
     }
     stores
 }
@@ -332,7 +332,9 @@ async fn a_start_stuck_behind_the_viewer_lock_fails_busy_and_admits_nothing() {
         // Server lock_timeout 1 s, client timeout 2 s: `Busy` proves the server gave up first.
         query_timeout: Duration::from_secs(2),
         synchronous_commit: true,
+        batch_workers: 2,
         max_batch: 64,
+        history_per_viewer: 32,
         batch_wait: Duration::ZERO,
     })
     .expect("valid configuration");

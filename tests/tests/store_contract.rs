@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use stream_limit_core::domain::rules::HISTORY_PER_VIEWER;
 use stream_limit_core::{
     EndOldestOutcome, EndOutcome, EndReason, HeartbeatOutcome, MaxStreams, OnLimit, SessionId,
     StartOutcome, StartRequest, StreamId, UserId, ViewerId,
@@ -548,6 +549,56 @@ async fn a_viewer_whose_slots_all_expired_is_admitted_by_every_kind_of_start(wor
 
 /// Runs each scenario once per store, on a multi-threaded runtime so that
 /// concurrent scenarios really interleave.
+/// A viewer that ends stream after stream keeps only its most recent history
+/// (issue: 8.3k evicting starts left 8,348 history rows for one viewer), and
+/// the streams it forgot are unknown again rather than "gone".
+async fn history_per_viewer_is_bounded_to_the_most_recent_streams(world: World) {
+    let viewer = user("12");
+    world
+        .store
+        .set_limit(&viewer, Some(MaxStreams::new(1).expect("valid")))
+        .await
+        .expect("answers");
+    let extra = 8;
+    let mut started = Vec::new();
+    for _ in 0..HISTORY_PER_VIEWER + extra + 1 {
+        started.push(admit(&world, &viewer, OnLimit::EvictOldest).await);
+    }
+    let history = world
+        .store
+        .history(&viewer, usize::MAX)
+        .await
+        .expect("answers");
+    let expected: Vec<StreamId> = started[extra..started.len() - 1]
+        .iter()
+        .rev()
+        .copied()
+        .collect();
+    let kept: Vec<StreamId> = history.iter().map(|r| r.stream_id).collect();
+    assert_eq!(
+        kept, expected,
+        "the {HISTORY_PER_VIEWER} most recent, newest first"
+    );
+    assert!(history.iter().all(|r| r.reason == EndReason::Evicted));
+    // A stream still in history is gone; one beyond the bound is forgotten.
+    assert_eq!(
+        world
+            .store
+            .heartbeat(&viewer, started[extra])
+            .await
+            .expect("answers"),
+        HeartbeatOutcome::Gone(EndReason::Evicted)
+    );
+    assert_eq!(
+        world
+            .store
+            .heartbeat(&viewer, started[0])
+            .await
+            .expect("answers"),
+        HeartbeatOutcome::NotFound
+    );
+}
+
 macro_rules! contract_suite {
     ($($scenario:ident),* $(,)?) => {
         mod memory {
@@ -578,4 +629,5 @@ contract_suite!(
     sixty_simultaneous_starts_admit_exactly_the_limit,
     a_sweep_leaves_just_expired_leases_alone_for_the_grace_period,
     a_viewer_whose_slots_all_expired_is_admitted_by_every_kind_of_start,
+    history_per_viewer_is_bounded_to_the_most_recent_streams,
 );

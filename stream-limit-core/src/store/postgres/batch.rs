@@ -32,7 +32,7 @@ use super::rows::{self, LeaseRow};
 use super::sql;
 use crate::domain::ids::StreamId;
 use crate::domain::lease::{Lease, StreamRecord, Timestamp};
-use crate::domain::rules::{ViewerBook, HISTORY_PER_VIEWER};
+use crate::domain::rules::ViewerBook;
 
 /// One viewer of a batch: its book and what is needed to write it back.
 struct Viewer {
@@ -63,8 +63,9 @@ impl Viewer {
 pub(super) async fn decide(
     client: &Client,
     batch: &[Pending],
+    history: usize,
 ) -> Result<Vec<Answer>, PostgresError> {
-    let result = run(client, batch).await;
+    let result = run(client, batch, history).await;
     if result.is_err() && !client.is_closed() {
         // Leave the connection ready for its next batch. If this fails too,
         // the connection is broken and the pool discards it on next use.
@@ -73,7 +74,11 @@ pub(super) async fn decide(
     result
 }
 
-async fn run(client: &Client, batch: &[Pending]) -> Result<Vec<Answer>, PostgresError> {
+async fn run(
+    client: &Client,
+    batch: &[Pending],
+    history: usize,
+) -> Result<Vec<Answer>, PostgresError> {
     let mut keys: Vec<&str> = batch.iter().map(|p| p.viewer.as_str()).collect();
     keys.sort_unstable();
     keys.dedup();
@@ -90,7 +95,13 @@ async fn run(client: &Client, batch: &[Pending]) -> Result<Vec<Answer>, Postgres
     let lock = client.prepare_cached(sql::LOCK).await?;
     let read = client.prepare_cached(sql::READ).await?;
     // One round trip: the three are pipelined and run in order.
-    let lock_params: [&(dyn ToSql + Sync); 2] = [&keys, &creates];
+    let (starting, others): (Vec<_>, Vec<_>) = keys
+        .iter()
+        .zip(&creates)
+        .partition(|(_, creates)| **creates);
+    let starting: Vec<&str> = starting.into_iter().map(|(k, _)| *k).collect();
+    let others: Vec<&str> = others.into_iter().map(|(k, _)| *k).collect();
+    let lock_params: [&(dyn ToSql + Sync); 2] = [&starting, &others];
     let read_params: [&(dyn ToSql + Sync); 1] = [&keys];
     let (began, locked, rows) = tokio::join!(
         client.execute(&begin, &[]),
@@ -162,7 +173,7 @@ async fn run(client: &Client, batch: &[Pending]) -> Result<Vec<Answer>, Postgres
         })
         .collect();
 
-    write(client, &keys, &mut viewers).await?;
+    write(client, &keys, &mut viewers, history).await?;
     Ok(answers)
 }
 
@@ -264,6 +275,7 @@ async fn write(
     client: &Client,
     keys: &[&str],
     viewers: &mut HashMap<&str, Viewer>,
+    history: usize,
 ) -> Result<(), PostgresError> {
     let mut writes = Writes::default();
     let mut trimmed: Vec<&str> = Vec::new();
@@ -340,7 +352,7 @@ async fn write(
         committed?;
     } else {
         let trim = client.prepare_cached(sql::TRIM).await?;
-        let keep = i64::try_from(HISTORY_PER_VIEWER).unwrap_or(i64::MAX);
+        let keep = i64::try_from(history).unwrap_or(i64::MAX);
         let trim_params: [&(dyn ToSql + Sync); 2] = [&trimmed, &keep];
         let (wrote, trimmed, committed) = tokio::join!(
             client.execute(&write, &params),

@@ -24,6 +24,8 @@ pub(super) struct Batching {
     pub max: usize,
     pub wait: Duration,
     pub timeout: Duration,
+    /// History entries kept per viewer.
+    pub history: usize,
 }
 
 /// How many decisions the batches held: counts per power-of-two bucket, for
@@ -71,15 +73,15 @@ pub(super) async fn run(queue: Arc<Queue>, pool: Pool, batching: Batching, sizes
         }
         let viewers: Vec<String> = pending.iter().map(|p| p.viewer.clone()).collect();
         sizes.record(pending.len());
-        decide(&pool, pending, batching.timeout).await;
+        decide(&pool, pending, batching).await;
         queue.release(viewers.iter().map(String::as_str));
     }
 }
 
 /// Decides and answers `pending`; if the batch fails for a reason other than
 /// an unreachable database, each decision is retried in its own transaction.
-async fn decide(pool: &Pool, pending: Vec<Pending>, timeout: Duration) {
-    match attempt(pool, &pending, timeout).await {
+async fn decide(pool: &Pool, pending: Vec<Pending>, batching: Batching) {
+    match attempt(pool, &pending, batching).await {
         Ok(answers) => {
             for (pending, answer) in pending.into_iter().zip(answers) {
                 pending.answer(Ok(answer));
@@ -88,7 +90,7 @@ async fn decide(pool: &Pool, pending: Vec<Pending>, timeout: Duration) {
         Err(error) if pending.len() > 1 && !is_unreachable(&error) => {
             tracing::debug!(%error, size = pending.len(), "batch failed; deciding its decisions one by one");
             for one in pending {
-                let answer = attempt(pool, std::slice::from_ref(&one), timeout).await;
+                let answer = attempt(pool, std::slice::from_ref(&one), batching).await;
                 one.answer(answer.map(|mut a| a.remove(0)).map_err(StoreError::from));
             }
         }
@@ -101,15 +103,16 @@ async fn decide(pool: &Pool, pending: Vec<Pending>, timeout: Duration) {
     }
 }
 
-/// One transaction for `pending`, within `timeout` (a connection that
+/// One transaction for `pending`, within `batching.timeout` (a connection that
 /// outlives it is discarded: it may be stuck mid-statement).
 async fn attempt(
     pool: &Pool,
     pending: &[Pending],
-    timeout: Duration,
+    batching: Batching,
 ) -> Result<Vec<super::queue::Answer>, PostgresError> {
     let client = pool.get().await?;
-    let result = tokio::time::timeout(timeout, batch::decide(&client, pending))
+    let decided = batch::decide(&client, pending, batching.history);
+    let result = tokio::time::timeout(batching.timeout, decided)
         .await
         .unwrap_or(Err(PostgresError::Timeout));
     if matches!(result, Err(PostgresError::Timeout)) {
