@@ -412,3 +412,107 @@ async fn overlapping_batches_of_three_instances_never_deadlock() {
         "seed {seed}: Postgres broke {deadlocks} deadlocks"
     );
 }
+
+/// A rolling upgrade: instances of the previous release (which call the
+/// decision functions of `migrations/V2…`/`V3…`, exactly as its binary
+/// sends them) race the batched store on the same viewers. Both take the
+/// viewer's row lock, so the limit holds and neither side fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_previous_release_s_functions_and_the_batches_share_the_limit() {
+    const CLIENTS: usize = 40;
+    const ROUNDS: usize = 5;
+    let db = fresh_database().await;
+    let store = Arc::new(audited_store(&db, 4).await);
+    let mut previous = Vec::new();
+    for _ in 0..4 {
+        previous.push(Arc::new(connect(db.url()).await));
+    }
+    let audit = connect(db.url()).await;
+    let mut admitted = (0, 0);
+    for round in 0..ROUNDS {
+        let viewer = viewer(100 + round);
+        let barrier = Arc::new(Barrier::new(CLIENTS));
+        let tasks: Vec<_> = (0..CLIENTS)
+            .map(|client| {
+                let (store, barrier, viewer) =
+                    (Arc::clone(&store), Arc::clone(&barrier), viewer.clone());
+                let old = Arc::clone(&previous[client % previous.len()]);
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    match client % 4 {
+                        // The previous release: a start with a generated id, and an end-oldest.
+                        0 => {
+                            let row = old
+                                .query_one(
+                                    "SELECT verdict FROM stream_limit_start($1, $2, true, 600000, 3, false, NULL, NULL)
+                                      WHERE kind = 'verdict'",
+                                    &[&viewer.to_string(), StreamId::random().as_uuid()],
+                                )
+                                .await
+                                .expect("the previous release's start answers");
+                            (usize::from(row.get::<_, &str>(0) == "admit"), 0)
+                        }
+                        1 => {
+                            old.query(
+                                "SELECT kind FROM stream_limit_end_oldest($1)",
+                                &[&viewer.to_string()],
+                            )
+                            .await
+                            .expect("the previous release's end answers");
+                            (0, 0)
+                        }
+                        // This release, batched.
+                        _ => {
+                            let request = start(&viewer, StreamId::random(), OnLimit::Reject);
+                            match store.start(&request).await.expect("answers") {
+                                StartOutcome::Admitted(_) => (0, 1),
+                                _ => (0, 0),
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            let (old, new) = task.await.expect("task ran");
+            admitted.0 += old;
+            admitted.1 += new;
+        }
+        assert!(
+            store.active(&viewer).await.expect("answers").len() <= LIMIT,
+            "round {round}"
+        );
+        assert!(peak_concurrency(&audit, &viewer.to_string()).await <= LIMIT);
+    }
+    assert!(admitted.0 + admitted.1 >= LIMIT * ROUNDS, "{admitted:?}");
+    // Each side sees what the other admitted: old, new, old, then new is refused.
+    let viewer = viewer(999);
+    let old_start = || async {
+        previous[0]
+            .query_one(
+                "SELECT verdict, active_count FROM stream_limit_start($1, $2, true, 600000, 3, false, NULL, NULL)
+                  WHERE kind = 'verdict'",
+                &[&viewer.to_string(), StreamId::random().as_uuid()],
+            )
+            .await
+            .expect("answers")
+    };
+    let row = old_start().await;
+    assert_eq!((row.get::<_, &str>(0), row.get::<_, i64>(1)), ("admit", 1));
+    let outcome = store
+        .start(&start(&viewer, StreamId::random(), OnLimit::Reject))
+        .await;
+    assert!(
+        matches!(&outcome, Ok(StartOutcome::Admitted(a)) if a.active_count == 2),
+        "{outcome:?}"
+    );
+    let row = old_start().await;
+    assert_eq!((row.get::<_, &str>(0), row.get::<_, i64>(1)), ("admit", 3));
+    let outcome = store
+        .start(&start(&viewer, StreamId::random(), OnLimit::Reject))
+        .await;
+    assert!(
+        matches!(&outcome, Ok(StartOutcome::Refused(r)) if r.active.len() == LIMIT),
+        "{outcome:?}"
+    );
+}
