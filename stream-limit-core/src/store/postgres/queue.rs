@@ -204,6 +204,19 @@ mod tests {
         (pending, receiver)
     }
 
+    /// Queues one decision per viewer, keeping the receivers alive.
+    fn push_all(
+        queue: &Queue,
+        viewers: &[&str],
+        receivers: &mut Vec<oneshot::Receiver<Result<Answer, StoreError>>>,
+    ) {
+        for viewer in viewers {
+            let (p, r) = pending(viewer);
+            receivers.push(r);
+            queue.push(p);
+        }
+    }
+
     fn viewers(batch: &[Pending]) -> Vec<&str> {
         batch.iter().map(|p| p.viewer.as_str()).collect()
     }
@@ -212,11 +225,7 @@ mod tests {
     async fn a_batch_takes_waiting_decisions_in_arrival_order_up_to_its_size() {
         let queue = Queue::default();
         let mut receivers = Vec::new();
-        for viewer in ["a", "b", "a", "c"] {
-            let (p, r) = pending(viewer);
-            receivers.push(r);
-            queue.push(p);
-        }
+        push_all(&queue, &["a", "b", "a", "c"], &mut receivers);
         let first = queue.take(3).await.expect("open queue");
         assert_eq!(viewers(&first), ["a", "b", "a"]);
         // "c" is not held by the batch in flight, so it may go at once.
@@ -228,18 +237,10 @@ mod tests {
     async fn a_viewer_in_flight_waits_for_its_batch_and_keeps_its_order() {
         let queue = Queue::default();
         let mut receivers = Vec::new();
-        for viewer in ["a", "b"] {
-            let (p, r) = pending(viewer);
-            receivers.push(r);
-            queue.push(p);
-        }
+        push_all(&queue, &["a", "b"], &mut receivers);
         let first = queue.take(1).await.expect("open queue");
         assert_eq!(viewers(&first), ["a"]);
-        for viewer in ["a", "c"] {
-            let (p, r) = pending(viewer);
-            receivers.push(r);
-            queue.push(p);
-        }
+        push_all(&queue, &["a", "c"], &mut receivers);
         // The second "a" must wait for the first batch: only "b" and "c" go.
         let second = queue.take(8).await.expect("open queue");
         assert_eq!(viewers(&second), ["b", "c"]);
@@ -252,11 +253,7 @@ mod tests {
     async fn a_full_batch_leaves_the_rest_of_its_viewers_decisions_for_the_next() {
         let queue = Queue::default();
         let mut receivers = Vec::new();
-        for viewer in ["a", "b", "a"] {
-            let (p, r) = pending(viewer);
-            receivers.push(r);
-            queue.push(p);
-        }
+        push_all(&queue, &["a", "b", "a"], &mut receivers);
         let first = queue.take(2).await.expect("open queue");
         assert_eq!(viewers(&first), ["a", "b"]);
         // The second "a" may not overtake the first in another batch.
@@ -273,18 +270,10 @@ mod tests {
     async fn a_top_up_adds_later_decisions_of_the_batch_s_own_viewers_but_not_others_in_flight() {
         let queue = Queue::default();
         let mut receivers = Vec::new();
-        for viewer in ["a", "b"] {
-            let (p, r) = pending(viewer);
-            receivers.push(r);
-            queue.push(p);
-        }
+        push_all(&queue, &["a", "b"], &mut receivers);
         let mut first = queue.take(1).await.expect("open queue");
         let mut second = queue.take(1).await.expect("open queue");
-        for viewer in ["b", "a", "c"] {
-            let (p, r) = pending(viewer);
-            receivers.push(r);
-            queue.push(p);
-        }
+        push_all(&queue, &["b", "a", "c"], &mut receivers);
         queue.top_up(&mut first, 8);
         assert_eq!(viewers(&first), ["a", "a", "c"]);
         queue.top_up(&mut second, 8);
