@@ -599,6 +599,35 @@ async fn history_per_viewer_is_bounded_to_the_most_recent_streams(world: World) 
     );
 }
 
+/// Streams that end at one instant (one start evicting many) still leave at
+/// most the bound in history: ties at the cut do not survive it. Which of
+/// the tied ones remain is up to the store.
+async fn history_stays_bounded_when_many_streams_end_at_once(world: World) {
+    let viewer = user("13");
+    let many = HISTORY_PER_VIEWER + 8;
+    world
+        .store
+        .set_limit(&viewer, Some(MaxStreams::new(many as u32).expect("valid")))
+        .await
+        .expect("answers");
+    for _ in 0..many {
+        admit(&world, &viewer, OnLimit::EvictOldest).await;
+    }
+    world
+        .store
+        .set_limit(&viewer, Some(MaxStreams::new(1).expect("valid")))
+        .await
+        .expect("answers");
+    admit(&world, &viewer, OnLimit::EvictOldest).await;
+    let history = world
+        .store
+        .history(&viewer, usize::MAX)
+        .await
+        .expect("answers");
+    assert_eq!(history.len(), HISTORY_PER_VIEWER);
+    assert!(history.iter().all(|r| r.reason == EndReason::Evicted));
+}
+
 macro_rules! contract_suite {
     ($($scenario:ident),* $(,)?) => {
         mod memory {
@@ -630,4 +659,5 @@ contract_suite!(
     a_sweep_leaves_just_expired_leases_alone_for_the_grace_period,
     a_viewer_whose_slots_all_expired_is_admitted_by_every_kind_of_start,
     history_per_viewer_is_bounded_to_the_most_recent_streams,
+    history_stays_bounded_when_many_streams_end_at_once,
 );

@@ -17,7 +17,9 @@ use super::request::StartRequest;
 /// How many ended streams a store remembers per viewer, whatever the
 /// retention: enough to answer `410 Gone` for recent streams without letting
 /// one noisy viewer grow memory or a table without bound. Both stores keep
-/// this many (see [`ViewerBook::keep_recent`]).
+/// this many by default (see [`ViewerBook::keep_recent`]): the in-memory
+/// store the most recently recorded, Postgres the latest by end time (an
+/// expired lease is recorded late with its earlier expiry time).
 pub const HISTORY_PER_VIEWER: usize = 32;
 
 /// One viewer's leases, limit override and recent history.

@@ -250,6 +250,7 @@ impl LeaseStore for InMemoryStore {
                 }
                 let expired = book.expire(expired_before);
                 let purged = book.purge_history(cutoff);
+                book.keep_recent(HISTORY_PER_VIEWER);
                 if expired + purged > 0 {
                     budget -= 1;
                 }

@@ -2,7 +2,7 @@
 //! decided together in one transaction and answered after its commit.
 //!
 //! ```text
-//! round trip 1: BEGIN; LOCK (sorted upsert); READ (rows + clock)
+//! round trip 1: BEGIN; LOCK (sorted upsert); READ (rows); NOW (clock)
 //!               [PAST: history of named streams not in their row; rare]
 //! in Rust:      each viewer's row becomes a ViewerBook; the decisions apply
 //!               to it in arrival order at the clock READ returned
@@ -94,7 +94,8 @@ async fn run(
     let begin = client.prepare_cached(sql::BEGIN).await?;
     let lock = client.prepare_cached(sql::LOCK).await?;
     let read = client.prepare_cached(sql::READ).await?;
-    // One round trip: the three are pipelined and run in order.
+    let clock = client.prepare_cached(sql::NOW).await?;
+    // One round trip: the four are pipelined and run in order.
     let (starting, others): (Vec<_>, Vec<_>) = keys
         .iter()
         .zip(&creates)
@@ -103,16 +104,17 @@ async fn run(
     let others: Vec<&str> = others.into_iter().map(|(k, _)| *k).collect();
     let lock_params: [&(dyn ToSql + Sync); 2] = [&starting, &others];
     let read_params: [&(dyn ToSql + Sync); 1] = [&keys];
-    let (began, locked, rows) = tokio::join!(
+    let (began, locked, rows, now) = tokio::join!(
         client.execute(&begin, &[]),
         client.execute(&lock, &lock_params),
         client.query(&read, &read_params),
+        client.query_one(&clock, &[]),
     );
     began?;
     locked?;
     let rows = rows?;
+    let now: Timestamp = now?.try_get("now")?;
 
-    let mut now = None;
     let mut viewers: HashMap<&str, Viewer> = HashMap::with_capacity(keys.len());
     for row in &rows {
         let key: &str = row.try_get("viewer")?;
@@ -121,7 +123,6 @@ async fn run(
             .copied()
             .find(|k| *k == key)
             .ok_or(PostgresError::Shape("a row for a viewer not in the batch"))?;
-        now = Some(row.try_get::<_, Timestamp>("now")?);
         let leases = rows::leases(row, "leases")?;
         let seen: bool = row.try_get("seen")?;
         let book = ViewerBook::restore(
@@ -141,14 +142,6 @@ async fn run(
             },
         );
     }
-    let now = match now {
-        Some(now) => now,
-        // No viewer of the batch has a row (and none starts): read the clock alone.
-        None => client
-            .query_one(&client.prepare_cached(sql::NOW).await?, &[])
-            .await?
-            .try_get("now")?,
-    };
     for (key, creates) in keys.iter().zip(&creates) {
         if !viewers.contains_key(key) {
             if *creates {

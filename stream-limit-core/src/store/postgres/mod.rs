@@ -132,9 +132,13 @@ impl PostgresStore {
         if pg.get_application_name().is_none() {
             pg.application_name("stream-limit");
         }
-        // Server-side timeouts fire before the client-side `query_timeout`, so
-        // a slow decision on a reachable database surfaces as `Busy` (never
-        // failed open) rather than as an ambiguous client timeout.
+        // Server-side timeouts fire before the client-side `query_timeout`
+        // for one statement, so a decision stuck on a lock (only a batch's
+        // lock statement waits for locks) surfaces as `Busy` (never failed
+        // open) rather than as an ambiguous client timeout. They bound each
+        // statement, not a batch's whole transaction: a batch slow in every
+        // statement can still reach the client timeout, and is `Unavailable`
+        // with an unknown outcome.
         let query_ms = config.query_timeout.as_millis().max(4);
         // Every statement looks rows up by the viewer key, so one generic plan
         // per connection serves all parameters; the default (re-planning with

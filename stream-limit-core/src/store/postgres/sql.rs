@@ -10,7 +10,7 @@
 //!
 //! 1. [`LOCK`] locks every viewer row of the batch, creating those a start
 //!    needs, in one statement, in key order.
-//! 2. [`READ`] reads those rows and the store's clock.
+//! 2. [`READ`] reads those rows, and [`NOW`] the store's clock after them.
 //! 3. Rust rebuilds each row as a [`ViewerBook`](crate::domain::rules::ViewerBook)
 //!    and applies the batch's decisions to it, in arrival order: the same
 //!    rule, the same code, as the in-memory store.
@@ -28,7 +28,7 @@
 //!   across all instances, and each reads what the previous one committed
 //!   ([`READ`] is a later statement than [`LOCK`]: under READ COMMITTED it
 //!   takes a new snapshot).
-//! - **The clock is read after the lock.** [`READ`] reads
+//! - **The clock is read after the lock.** [`NOW`] reads
 //!   `stream_limit_now()` (`clock_timestamp()`) after every lock of the batch
 //!   is held. `now()` would be the transaction's start: a decision that began
 //!   earlier but got the lock later would judge expiry in the past, and a
@@ -131,22 +131,22 @@ ON CONFLICT (viewer) DO UPDATE SET started = cur.started WHERE false";
 
 /// The locked rows, read by the next statement of the transaction: under READ
 /// COMMITTED it takes a new snapshot, which holds the latest committed version
-/// of every row it locked. `now` is the store's clock, read once, after the
-/// locks. `$1` the batch's viewers.
+/// of every row it locked. `$1` the batch's viewers.
 ///
-/// `FOR UPDATE SKIP LOCKED` returns exactly the rows this transaction holds
-/// (re-locking them is free), and skips, never waits for, a row that another
-/// transaction created after [`LOCK`] looked: such a viewer is decided as
-/// having no row, as if this batch had come first (its decisions, none of
-/// them a start, then change nothing).
+/// `FOR NO KEY UPDATE` is the lock [`LOCK`] took (re-locking is free), and
+/// `SKIP LOCKED` makes this statement never wait. A row that another
+/// transaction created after [`LOCK`] looked (a viewer without a start in
+/// this batch) is locked here if it is free, or skipped if not: a skipped
+/// viewer is decided as having no row, as if this batch had come first (its
+/// decisions, none of them a start, then change nothing).
 pub(super) const READ: &str = "\
 SELECT v.viewer, v.max_streams, v.leases, v.sweep_after,
-       v.started OR coalesce((SELECT true FROM stream_history h WHERE h.viewer = v.viewer LIMIT 1), false) AS seen,
-       (SELECT stream_limit_now()) AS now
+       v.started OR coalesce((SELECT true FROM stream_history h WHERE h.viewer = v.viewer LIMIT 1), false) AS seen
   FROM viewers v WHERE v.viewer = ANY($1::text[])
-   FOR UPDATE OF v SKIP LOCKED";
+   FOR NO KEY UPDATE OF v SKIP LOCKED";
 
-/// The store's clock, for a batch none of whose viewers has a row.
+/// The store's clock, read by the statement after [`READ`], so after every
+/// lock the batch takes.
 pub(super) const NOW: &str = "SELECT stream_limit_now() AS now";
 
 /// The history of the streams a batch names that are not in their viewer's
@@ -185,15 +185,21 @@ UPDATE viewers v
   FROM w LEFT JOIN l ON l.owner = w.i
  WHERE v.viewer = w.viewer";
 
-/// Keeps the `$2` most recent history entries of each viewer in `$1` (ties at
-/// the cut survive): by default the bound the in-memory store keeps
-/// ([`crate::domain::rules::HISTORY_PER_VIEWER`]). Runs after [`WRITE`], in
-/// the same transaction, for the viewers it gave new history.
+/// Keeps the `$2` most recent history entries of each viewer in `$1`, in
+/// [`HISTORY`]'s order (newest first, then by stream id): by default the
+/// bound the in-memory store keeps ([`crate::domain::rules::HISTORY_PER_VIEWER`]).
+/// Runs after [`WRITE`], in the same transaction, for the viewers it gave new
+/// history.
 pub(super) const TRIM: &str = "\
-DELETE FROM stream_history h USING unnest($1::text[]) AS u(viewer)
- WHERE h.viewer = u.viewer
-   AND h.ended_at < (SELECT x.ended_at FROM stream_history x WHERE x.viewer = u.viewer
-                      ORDER BY x.ended_at DESC OFFSET $2::bigint - 1 LIMIT 1)";
+DELETE FROM stream_history h
+ USING (SELECT u.viewer, c.ended_at, c.stream_id
+          FROM unnest($1::text[]) AS u(viewer)
+          CROSS JOIN LATERAL (SELECT x.ended_at, x.stream_id FROM stream_history x
+                               WHERE x.viewer = u.viewer
+                               ORDER BY x.ended_at DESC, x.stream_id
+                              OFFSET $2::bigint - 1 LIMIT 1) c) cut
+ WHERE h.viewer = cut.viewer
+   AND (h.ended_at < cut.ended_at OR (h.ended_at = cut.ended_at AND h.stream_id > cut.stream_id))";
 
 /// The viewer's live leases, oldest first: in the row's order, which is the
 /// order they were admitted in (decisions of one batch share one start time).

@@ -90,6 +90,11 @@ async fn decide(pool: &Pool, pending: Vec<Pending>, batching: Batching) {
         Err(error) if pending.len() > 1 && !is_unreachable(&error) => {
             tracing::debug!(%error, size = pending.len(), "batch failed; deciding its decisions one by one");
             for one in pending {
+                // A caller that gave up is not decided for: its decision
+                // would take effect after it was told the outcome is unknown.
+                if one.reply.is_closed() {
+                    continue;
+                }
                 let answer = attempt(pool, std::slice::from_ref(&one), batching).await;
                 one.answer(answer.map(|mut a| a.remove(0)).map_err(StoreError::from));
             }
