@@ -21,7 +21,7 @@
 //!   decision (a hot viewer's lock timeout, an input only the database
 //!   refuses) gets its own error and the others their own answers.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use deadpool_postgres::Client;
 use tokio_postgres::types::ToSql;
@@ -82,13 +82,11 @@ async fn run(
     let mut keys: Vec<&str> = batch.iter().map(|p| p.viewer.as_str()).collect();
     keys.sort_unstable();
     keys.dedup();
-    let creates: Vec<bool> = keys
+    // Viewers with a start: their rows are created if missing.
+    let starts: HashSet<&str> = batch
         .iter()
-        .map(|key| {
-            batch
-                .iter()
-                .any(|p| p.viewer == *key && matches!(p.decision, Decision::Start(_)))
-        })
+        .filter(|p| matches!(p.decision, Decision::Start(_)))
+        .map(|p| p.viewer.as_str())
         .collect();
 
     let begin = client.prepare_cached(sql::BEGIN).await?;
@@ -96,12 +94,8 @@ async fn run(
     let read = client.prepare_cached(sql::READ).await?;
     let clock = client.prepare_cached(sql::NOW).await?;
     // One round trip: the four are pipelined and run in order.
-    let (starting, others): (Vec<_>, Vec<_>) = keys
-        .iter()
-        .zip(&creates)
-        .partition(|(_, creates)| **creates);
-    let starting: Vec<&str> = starting.into_iter().map(|(k, _)| *k).collect();
-    let others: Vec<&str> = others.into_iter().map(|(k, _)| *k).collect();
+    let (starting, others): (Vec<&str>, Vec<&str>) =
+        keys.iter().partition(|key| starts.contains(*key));
     let lock_params: [&(dyn ToSql + Sync); 2] = [&starting, &others];
     let read_params: [&(dyn ToSql + Sync); 1] = [&keys];
     let (began, locked, rows, now) = tokio::join!(
@@ -142,9 +136,9 @@ async fn run(
             },
         );
     }
-    for (key, creates) in keys.iter().zip(&creates) {
+    for key in &keys {
         if !viewers.contains_key(key) {
-            if *creates {
+            if starts.contains(key) {
                 return Err(PostgresError::Shape("a starting viewer has no row"));
             }
             // Without a row a viewer's decisions change nothing (none of them

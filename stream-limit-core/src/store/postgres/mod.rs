@@ -281,13 +281,8 @@ impl PostgresStore {
             let statement = client.prepare_cached(statement).await?;
             Ok(client.query(&statement, params).await?)
         };
-        let result = tokio::time::timeout(self.query_timeout, run)
-            .await
-            .unwrap_or(Err(PostgresError::Timeout));
-        if matches!(result, Err(PostgresError::Timeout)) {
-            // The connection may be stuck mid-query; never hand it out again.
-            drop(Object::take(client));
-        }
+        let result = bounded(self.query_timeout, run).await;
+        release(client, &result);
         result
     }
 
@@ -301,6 +296,24 @@ impl PostgresStore {
             .first()
             .ok_or(PostgresError::Shape("sweep returned no count"))?;
         rows::count(row, "n")
+    }
+}
+
+/// `operation`, or [`PostgresError::Timeout`] once `timeout` has passed.
+async fn bounded<T>(
+    timeout: Duration,
+    operation: impl std::future::Future<Output = Result<T, PostgresError>>,
+) -> Result<T, PostgresError> {
+    tokio::time::timeout(timeout, operation)
+        .await
+        .unwrap_or(Err(PostgresError::Timeout))
+}
+
+/// Returns `client` to the pool, unless its operation timed out: then it may
+/// be stuck mid-statement, and is never handed out again.
+fn release<T>(client: Object, result: &Result<T, PostgresError>) {
+    if matches!(result, Err(PostgresError::Timeout)) {
+        drop(Object::take(client));
     }
 }
 

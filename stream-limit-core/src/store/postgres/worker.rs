@@ -11,11 +11,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use deadpool_postgres::{Object, Pool};
+use deadpool_postgres::Pool;
 
-use super::batch;
 use super::error::PostgresError;
 use super::queue::{Pending, Queue};
+use super::{batch, bounded, release};
 use crate::store::StoreError;
 
 /// How batches are formed.
@@ -116,13 +116,12 @@ async fn attempt(
     batching: Batching,
 ) -> Result<Vec<super::queue::Answer>, PostgresError> {
     let client = pool.get().await?;
-    let decided = batch::decide(&client, pending, batching.history);
-    let result = tokio::time::timeout(batching.timeout, decided)
-        .await
-        .unwrap_or(Err(PostgresError::Timeout));
-    if matches!(result, Err(PostgresError::Timeout)) {
-        drop(Object::take(client));
-    }
+    let result = bounded(
+        batching.timeout,
+        batch::decide(&client, pending, batching.history),
+    )
+    .await;
+    release(client, &result);
     result
 }
 
