@@ -10,6 +10,8 @@
 //! - [`world`]: a store under test (in-memory or Postgres) with a clock the
 //!   test moves, so one behavioural suite runs against every store.
 //! - [`service`]: real `stream-limit-http` processes on loopback.
+//! - [`previous_release`]: the binary of the previous release, built from
+//!   its commit, for rolling-upgrade tests.
 //! - [`nginx`]: a real nginx on loopback running the `ecosystem/nginx` files,
 //!   with their published ports rewritten to the test's.
 //! - [`audit`]: checks, from the database's own records, that no viewer ever
@@ -25,6 +27,7 @@ pub mod fleet;
 pub mod load;
 pub mod nginx;
 pub mod postgres;
+pub mod previous_release;
 pub mod replay;
 pub mod service;
 pub mod world;

@@ -34,11 +34,15 @@ pub fn binary() -> &'static Path {
             .status()
             .expect("run cargo build");
         assert!(status.success(), "cargo build of stream-limit-http failed");
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| root.join("target"));
-        target.join("debug").join("stream-limit-http")
+        target_dir().join("debug").join("stream-limit-http")
     })
+}
+
+/// The workspace's target directory.
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
 }
 
 /// A free TCP port on 127.0.0.1 (free when asked; the OS may reuse it later).
@@ -51,6 +55,7 @@ pub fn free_port() -> u16 {
 
 /// One running instance. Killed (SIGKILL) when dropped.
 pub struct Service {
+    binary: PathBuf,
     child: Option<Child>,
     port: u16,
     env: Vec<(String, String)>,
@@ -67,6 +72,12 @@ impl Service {
 
     /// Like [`Service::spawn`], on a chosen port (to restart an instance in place).
     pub async fn spawn_on(port: u16, env: &[(&str, &str)]) -> Service {
+        Self::spawn_binary(binary(), port, env).await
+    }
+
+    /// Like [`Service::spawn_on`], running another build of the service (for
+    /// example [`crate::previous_release::binary`]).
+    pub async fn spawn_binary(binary: &Path, port: u16, env: &[(&str, &str)]) -> Service {
         let env: Vec<(String, String)> = env
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -76,6 +87,7 @@ impl Service {
             uuid::Uuid::new_v4().simple()
         ));
         let mut service = Service {
+            binary: binary.to_path_buf(),
             child: None,
             port,
             env,
@@ -88,7 +100,7 @@ impl Service {
     async fn start(&mut self) {
         let out = std::fs::File::create(&self.log).expect("create the service log");
         let err = out.try_clone().expect("clone the log handle");
-        let mut command = Command::new(binary());
+        let mut command = Command::new(&self.binary);
         command
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())

@@ -80,3 +80,51 @@ async fn leases_written_under_schema_version_1_survive_the_upgrade() {
         EndOldestOutcome::Ended { lease, active_count: 1 } if lease.stream_id == first
     ));
 }
+
+/// A rollback: this release starts on a database that a newer release has
+/// already migrated further. It migrates nothing and serves, because newer
+/// migrations only add; but it still refuses a schema where one of its own
+/// migrations was changed.
+#[tokio::test]
+async fn a_release_rolled_back_onto_a_newer_schema_serves_without_migrating() {
+    let db = fresh_database().await;
+    let store = migrated_store(&db, 2).await;
+    let client = connect(db.url()).await;
+    client
+        .batch_execute(
+            "INSERT INTO refinery_schema_history (version, name, applied_on, checksum)
+             VALUES (99, 'from_a_newer_release', '2027-01-01T00:00:00Z', '42')",
+        )
+        .await
+        .expect("a newer release's migration");
+
+    let applied = store
+        .migrate()
+        .await
+        .expect("a newer schema is not an error");
+    assert_eq!(applied, 0, "nothing of this release is left to apply");
+    let start = StartRequest {
+        viewer: user("7"),
+        stream_id: StreamId::random(),
+        generated_id: true,
+        ttl: Duration::from_secs(60),
+        default_limit: MaxStreams::DEFAULT,
+        on_limit: OnLimit::Reject,
+        device_id: None,
+        content_id: None,
+    };
+    assert!(matches!(
+        store.start(&start).await.expect("answers"),
+        StartOutcome::Admitted(_)
+    ));
+
+    client
+        .batch_execute("UPDATE refinery_schema_history SET checksum = '0' WHERE version = 1")
+        .await
+        .expect("an edited migration");
+    let error = store
+        .migrate()
+        .await
+        .expect_err("a changed migration of this release is refused");
+    assert!(error.to_string().contains("migration"), "{error}");
+}

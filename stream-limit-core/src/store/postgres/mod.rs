@@ -242,6 +242,11 @@ impl PostgresStore {
     /// Safe to run from several instances starting at once: each migration is
     /// one transaction, so a loser of the race rolls back and, on retry, finds
     /// the migration applied.
+    ///
+    /// A database already migrated by a newer release is left as it is, when
+    /// every migration of this release is applied unchanged: that is a
+    /// rollback, and migrations only add, so this release runs on the newer
+    /// schema (refinery alone would refuse it as "missing" migrations).
     pub async fn migrate(&self) -> Result<usize, PostgresError> {
         let mut attempt = 0;
         loop {
@@ -253,19 +258,34 @@ impl PostgresStore {
                      SET enable_seqscan = on; SET enable_hashjoin = on; SET enable_mergejoin = on",
                 )
                 .await?;
-            let result = embedded::migrations::runner()
-                .run_async(&mut **client)
-                .await;
+            let runner = embedded::migrations::runner();
+            let result = match newer_schema(&runner, &mut client).await {
+                Ok(Some(version)) => {
+                    tracing::warn!(
+                        schema_version = version,
+                        "the database schema is newer than this release (a rollback?): \
+                         not migrating; every migration of this release is applied, and \
+                         newer ones only add"
+                    );
+                    Ok(0)
+                }
+                Ok(None) => runner
+                    .run_async(&mut **client)
+                    .await
+                    .map(|report| report.applied_migrations().len())
+                    .map_err(PostgresError::Migration),
+                Err(error) => Err(error),
+            };
             // This connection no longer has the request timeouts: retire it.
             drop(Object::take(client));
             match result {
-                Ok(report) => return Ok(report.applied_migrations().len()),
+                Ok(applied) => return Ok(applied),
                 Err(error) if attempt < 4 => {
                     attempt += 1;
                     tracing::warn!(%error, attempt, "migration failed; retrying (another instance may be migrating)");
                     tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
                 }
-                Err(error) => return Err(PostgresError::Migration(error)),
+                Err(error) => return Err(error),
             }
         }
     }
@@ -300,6 +320,38 @@ impl PostgresStore {
 }
 
 /// `operation`, or [`PostgresError::Timeout`] once `timeout` has passed.
+/// `Some(version)` when the database's newest migration is newer than this
+/// release's and every migration of this release is applied unchanged.
+/// `None` otherwise: the runner then migrates, or reports what diverges.
+async fn newer_schema(
+    runner: &refinery::Runner,
+    client: &mut tokio_postgres::Client,
+) -> Result<Option<u32>, PostgresError> {
+    // A database never migrated has no history table yet (the runner makes it).
+    let history = client
+        .query_one(
+            "SELECT to_regclass('refinery_schema_history') IS NOT NULL",
+            &[],
+        )
+        .await?;
+    if !history.get::<_, bool>(0) {
+        return Ok(None);
+    }
+    let applied = runner
+        .get_applied_migrations_async(client)
+        .await
+        .map_err(PostgresError::Migration)?;
+    let ours = runner.get_migrations();
+    let newest = |migrations: &[refinery::Migration]| migrations.iter().map(|m| m.version()).max();
+    match newest(&applied) {
+        Some(version) if Some(version) > newest(ours) => {
+            let unchanged = ours.iter().all(|mine| applied.contains(mine));
+            Ok(unchanged.then_some(version))
+        }
+        _ => Ok(None),
+    }
+}
+
 async fn bounded<T>(
     timeout: Duration,
     operation: impl std::future::Future<Output = Result<T, PostgresError>>,
