@@ -118,7 +118,8 @@ if pg_async:
 if floor_oa:
     row("↳ our-SQL floor, `synchronous_commit=off`", f"{floor_oa_s} requests/s", "(information)", "")
 
-for label, name in (("memory-half", "In-memory"), ("pg-half", "Postgres"), ("memory-light", "In-memory (light load)")):
+for label, name in (("memory-half", "In-memory"), ("pg-half", "Postgres"), ("memory-light", "In-memory (light load)"),
+                    ("pg-light", "Postgres (light load)")):
     got = latency(label)
     if not got:
         continue

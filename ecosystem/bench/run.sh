@@ -468,6 +468,8 @@ print(us(pg), us(gen), round(100 * max(0, busy - pg - gen) / hz / wall / cores, 
             rate=$(( $(median throughput pg-mix) / 2 ))
             say "Postgres latency at half the max rate ($rate req/s, ${LAT_DUR}s)"
             oha_run pg-half "$rate" "$LAT_DUR" "http://127.0.0.1:$PORT/api/(start|end)stream/[0-9]{5}"
+            say "Postgres latency at a light 1000 req/s (${LAT_DUR}s)"
+            oha_run pg-light 1000 "$LAT_DUR" "http://127.0.0.1:$PORT/api/(start|end)stream/[0-9]{5}"
         fi
         if [ "$SYNC_OFF" = 1 ]; then
             say "durability trade-off: synchronous_commit=off ($RUNS runs of ${DUR}s)"

@@ -121,7 +121,11 @@ pub struct LimitSettings {
 #[serde(deny_unknown_fields)]
 pub struct StoreSettings {
     /// Postgres URL; unset means the in-memory store (single instance only).
+    /// `sslmode` and `sslrootcert` in it mean what they mean to libpq.
     pub database_url: Option<SecretString>,
+    /// The CA (PEM) that signs the database's certificate, when the URL's
+    /// `sslrootcert` names none: `sslmode=verify-ca` and `verify-full` need one.
+    pub tls_ca_file: Option<std::path::PathBuf>,
     /// Connections in the pool.
     pub pool_size: usize,
     /// How long a request waits for a pooled connection (and for connecting).

@@ -75,6 +75,7 @@ fn postgres(settings: &Settings) -> Result<PostgresStore, StoreSetupError> {
         .ok_or(StoreSetupError::NoDatabase)?;
     Ok(PostgresStore::connect(&PostgresConfig {
         url: url.expose_secret().to_owned(),
+        tls_ca_file: settings.store.tls_ca_file.clone(),
         pool_size: settings.store.pool_size,
         pool_timeout: Duration::from_millis(settings.store.pool_timeout_ms),
         query_timeout: Duration::from_millis(settings.store.query_timeout_ms),

@@ -229,6 +229,48 @@ impl Binaries {
 /// Starts the per-process throwaway cluster and waits until it accepts
 /// connections; returns its admin URL.
 fn start_cluster() -> Result<String, String> {
+    let cluster = start_custom_cluster(&ClusterSetup::default())?;
+    Ok(format!(
+        "postgres://postgres@127.0.0.1:{}/postgres",
+        cluster.port
+    ))
+}
+
+/// What a cluster of its own has that the shared one does not.
+#[derive(Debug, Default)]
+pub struct ClusterSetup<'a> {
+    /// Files written into the data directory after initdb (for example
+    /// `server.crt`, `server.key`, `pg_hba.conf`), readable by the server only.
+    pub files: &'a [(&'a str, &'a [u8])],
+    /// Server settings, as `name=value` (passed as `-c name=value`).
+    pub settings: &'a [&'a str],
+}
+
+/// A running cluster of a test's own, stopped and deleted (like the shared
+/// one) once the test process exits.
+#[derive(Debug, Clone)]
+pub struct CustomCluster {
+    /// Its loopback TCP port.
+    pub port: u16,
+    /// The directory of its Unix socket (`local` connections, which the
+    /// default `pg_hba.conf` trusts).
+    pub socket_dir: PathBuf,
+}
+
+impl CustomCluster {
+    /// Key/value settings for the superuser over the Unix socket.
+    pub fn socket_settings(&self) -> String {
+        format!(
+            "host={} port={} user=postgres dbname=postgres",
+            self.socket_dir.display(),
+            self.port
+        )
+    }
+}
+
+/// Starts a cluster with `setup` from the local Postgres binaries and waits
+/// until it accepts connections on its Unix socket.
+pub fn start_custom_cluster(setup: &ClusterSetup<'_>) -> Result<CustomCluster, String> {
     let bins = Binaries::find()?;
     let as_root = running_as_root();
     let base = tempfile::Builder::new()
@@ -237,20 +279,27 @@ fn start_cluster() -> Result<String, String> {
         .map_err(|e| format!("creating a temporary directory failed: {e}"))?
         // Kept on purpose: the watchdog deletes it after the test process exits.
         .keep();
-    let result = init_and_spawn(&bins, &base, as_root);
+    let result = init_and_spawn(&bins, &base, as_root, setup);
     if result.is_err() {
         // The watchdog never started, so nobody else will clean up.
         let _ = fs::remove_dir_all(&base);
     }
-    let port = result?;
-    let url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
-    wait_until_ready(&url, &base)?;
-    Ok(url)
+    let cluster = CustomCluster {
+        port: result?,
+        socket_dir: base.clone(),
+    };
+    wait_until_ready(&cluster.socket_settings(), &base)?;
+    Ok(cluster)
 }
 
 /// Runs initdb in `base/data` and spawns the watchdog that runs the server;
 /// returns the server's port.
-fn init_and_spawn(bins: &Binaries, base: &Path, as_root: bool) -> Result<u16, String> {
+fn init_and_spawn(
+    bins: &Binaries,
+    base: &Path,
+    as_root: bool,
+    setup: &ClusterSetup<'_>,
+) -> Result<u16, String> {
     let data = base.join("data");
     if as_root {
         // initdb and postgres refuse to run as root: the cluster belongs to
@@ -274,6 +323,18 @@ fn init_and_spawn(bins: &Binaries, base: &Path, as_root: bool) -> Result<u16, St
             "--locale=C",
         ])
         .current_dir(base))?;
+    for (name, contents) in setup.files {
+        let path = data.join(name);
+        fs::write(&path, contents).map_err(|e| format!("writing {}: {e}", path.display()))?;
+        fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .map_err(|e| format!("chmod {}: {e}", path.display()))?;
+        if as_root {
+            run(Command::new("chown")
+                .arg(format!("{POSTGRES_OS_USER}:{POSTGRES_OS_USER}"))
+                .arg(&path))?;
+        }
+    }
+    let extra: Vec<String> = setup.settings.iter().map(|s| format!("-c {s}")).collect();
 
     let port = free_port()?;
     // The watchdog runs postgres in the background, polls for the test
@@ -284,7 +345,7 @@ fn init_and_spawn(bins: &Binaries, base: &Path, as_root: bool) -> Result<u16, St
     const WATCHDOG: &str = r#"
 ( $AS "$PG_POSTGRES" -D "$PG_DATA" -p "$PG_PORT" -k "$PG_BASE" \
     -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off \
-    -c full_page_writes=off -c max_connections=400 -c shared_buffers=128MB \
+    -c full_page_writes=off -c max_connections=400 -c shared_buffers=128MB $PG_EXTRA \
     >"$PG_BASE/postgres.log" 2>&1
   echo $? >"$PG_BASE/exited" ) &
 while kill -0 "$TEST_PID" 2>/dev/null; do sleep 0.5; done
@@ -306,6 +367,8 @@ rm -rf "$PG_BASE"
         .env("PG_DATA", &data)
         .env("PG_BASE", base)
         .env("PG_PORT", port.to_string())
+        // Split into words by the shell: settings hold no spaces.
+        .env("PG_EXTRA", extra.join(" "))
         .env("TEST_PID", std::process::id().to_string())
         .current_dir(base)
         // Nothing of ours to hold open after we exit.

@@ -100,6 +100,7 @@ pub async fn audited_store(db: &TestDatabase, pool_size: usize) -> PostgresStore
 async fn store_keeping(db: &TestDatabase, pool_size: usize, history: usize) -> PostgresStore {
     let store = PostgresStore::connect(&PostgresConfig {
         url: db.url().to_owned(),
+        tls_ca_file: None,
         pool_size,
         pool_timeout: Duration::from_secs(10),
         query_timeout: Duration::from_secs(30),

@@ -326,16 +326,11 @@ async fn a_start_stuck_behind_the_viewer_lock_fails_busy_and_admits_nothing() {
     let db = fresh_database().await;
     migrated_store(&db, 2).await;
     let store = PostgresStore::connect(&PostgresConfig {
-        url: db.url().to_owned(),
         pool_size: 2,
         pool_timeout: Duration::from_secs(5),
         // Server lock_timeout 1 s, client timeout 2 s: `Busy` proves the server gave up first.
         query_timeout: Duration::from_secs(2),
-        synchronous_commit: true,
-        batch_workers: 2,
-        max_batch: 64,
-        history_per_viewer: 32,
-        batch_wait: Duration::ZERO,
+        ..PostgresConfig::new(db.url())
     })
     .expect("valid configuration");
     let viewer = viewer(1);

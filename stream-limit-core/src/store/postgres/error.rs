@@ -25,6 +25,10 @@ pub enum PostgresError {
     /// A statement failed.
     #[error("database statement failed")]
     Query(#[source] tokio_postgres::Error),
+    /// TLS to the database is misconfigured: an unknown `sslmode`, a
+    /// verifying mode without a CA, an unreadable or empty CA file.
+    #[error("TLS to Postgres: {0}")]
+    Tls(String),
     /// Applying migrations failed.
     #[error("database migration failed")]
     Migration(#[source] refinery::Error),

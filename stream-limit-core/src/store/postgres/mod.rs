@@ -7,6 +7,7 @@
 //!   rules ([`ViewerBook`](crate::domain::rules::ViewerBook)), write, commit.
 //! - `lease_store`: the [`LeaseStore`](crate::store::LeaseStore) methods.
 //! - `rows`: decoding results into domain values, by column name.
+//! - `tls`: TLS to the database, with libpq's `sslmode` meanings.
 //! - `error`: [`PostgresError`] and its mapping into [`StoreError`].
 //!
 //! Decisions (start, heartbeat, end, end-oldest, revoke) go through the
@@ -18,8 +19,10 @@ mod lease_store;
 mod queue;
 mod rows;
 mod sql;
+mod tls;
 mod worker;
 
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,9 +30,11 @@ use std::time::Duration;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use tokio::runtime::Handle;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{NoTls, Row};
+use tokio_postgres::Row;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 pub use error::PostgresError;
+pub use tls::SslMode;
 pub use worker::BatchSizes;
 
 use crate::store::StoreError;
@@ -42,9 +47,16 @@ mod embedded {
 /// How to reach the database.
 #[derive(Debug, Clone)]
 pub struct PostgresConfig {
-    /// A libpq-style URL, e.g. `postgres://user:pass@host:5432/db`. TLS is not
-    /// supported yet: use a trusted network or a local proxy.
+    /// A libpq-style URL, e.g. `postgres://user:pass@host:5432/db`, or
+    /// key/value settings (`host=db user=app`). Several hosts and
+    /// `target_session_attrs=read-write` find the primary of a replicated
+    /// cluster. `sslmode` (`disable`, `prefer` by default, `require`,
+    /// `verify-ca`, `verify-full`) and `sslrootcert` (a PEM file, or `system`)
+    /// mean what they mean to libpq ([`SslMode`]).
     pub url: String,
+    /// The CA that signs the server's certificate (PEM), when the URL names
+    /// none: `verify-ca` and `verify-full` need one.
+    pub tls_ca_file: Option<PathBuf>,
     /// Connections per instance.
     pub pool_size: usize,
     /// Longest wait for a connection (and for connecting), so an unreachable
@@ -80,6 +92,7 @@ impl PostgresConfig {
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
+            tls_ca_file: None,
             pool_size: 16,
             pool_timeout: Duration::from_secs(2),
             query_timeout: Duration::from_secs(2),
@@ -127,7 +140,9 @@ impl std::fmt::Debug for PostgresStore {
 impl PostgresStore {
     /// Builds the pool. Connects lazily: no I/O happens here.
     pub fn connect(config: &PostgresConfig) -> Result<Self, PostgresError> {
-        let mut pg = tokio_postgres::Config::from_str(&config.url).map_err(PostgresError::Url)?;
+        let split = tls::split(&config.url)?;
+        let mut pg = tokio_postgres::Config::from_str(&split.url).map_err(PostgresError::Url)?;
+        let tls = split.connector(&mut pg, config.tls_ca_file.as_deref())?;
         pg.connect_timeout(config.pool_timeout);
         if pg.get_application_name().is_none() {
             pg.application_name("stream-limit");
@@ -171,7 +186,10 @@ impl PostgresStore {
             tokio::runtime::Handle::try_current().map_err(|_| PostgresError::NoRuntime)?;
         let manager = Manager::from_connect(
             pg,
-            OnRuntime(runtime.clone()),
+            OnRuntime {
+                runtime: runtime.clone(),
+                tls,
+            },
             // Fast: a broken connection surfaces as an error on use; the
             // `Verified` round trip on every checkout would double the cost.
             ManagerConfig {
@@ -377,7 +395,10 @@ fn release<T>(client: Object, result: &Result<T, PostgresError>) {
 /// own runtime, so a worker that finished draining at shutdown would take down
 /// connections that other workers were still using. A `Client` talks to its
 /// connection over a channel, so it works from any runtime.
-struct OnRuntime(Handle);
+struct OnRuntime {
+    runtime: Handle,
+    tls: MakeRustlsConnect,
+}
 
 impl deadpool_postgres::Connect for OnRuntime {
     fn connect(
@@ -387,10 +408,10 @@ impl deadpool_postgres::Connect for OnRuntime {
         '_,
         Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>), tokio_postgres::Error>,
     > {
-        let pg = pg.clone();
+        let (pg, tls) = (pg.clone(), self.tls.clone());
         let (sender, receiver) = tokio::sync::oneshot::channel();
-        let task = self.0.spawn(async move {
-            match pg.connect(NoTls).await {
+        let task = self.runtime.spawn(async move {
+            match pg.connect(tls).await {
                 Ok((client, connection)) => {
                     let _ = sender.send(Ok(client));
                     if let Err(error) = connection.await {

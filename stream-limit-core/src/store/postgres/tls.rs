@@ -1,0 +1,378 @@
+//! TLS to Postgres, with libpq's meanings of `sslmode` and `sslrootcert`.
+//!
+//! tokio-postgres knows `sslmode` `disable`, `prefer` and `require` only, and
+//! leaves certificate checks to the TLS connector. So the two parameters are
+//! taken out of the URL here, and the connector (rustls, through
+//! `tokio-postgres-rustls`) checks what the mode asks for:
+//!
+//! | `sslmode` | TLS | the server's certificate |
+//! |---|---|---|
+//! | `disable` | never | - |
+//! | `prefer` (the default) | when the server offers it | not checked |
+//! | `require` | always | not checked, unless a CA is given (then as `verify-ca`) |
+//! | `verify-ca` | always | signed by the CA |
+//! | `verify-full` | always | signed by the CA, and names the host |
+//!
+//! The CA is `sslrootcert` (a PEM file, or `system` for the operating
+//! system's roots), or [`super::PostgresConfig::tls_ca_file`]. A problem with
+//! either is a [`PostgresError::Tls`] at [`super::PostgresStore::connect`],
+//! before any connection: never a panic, and never plaintext in a mode that
+//! requires TLS.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
+use rustls::crypto::{self, CryptoProvider};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{
+    CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
+};
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+use super::error::PostgresError;
+
+/// libpq's `sslmode` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SslMode {
+    /// Plain TCP.
+    Disable,
+    /// TLS when the server offers it, without checking its certificate.
+    #[default]
+    Prefer,
+    /// TLS always, without checking the certificate (unless a CA is given).
+    Require,
+    /// TLS, with a certificate signed by the CA.
+    VerifyCa,
+    /// TLS, with a certificate signed by the CA that names the host.
+    VerifyFull,
+}
+
+impl SslMode {
+    fn parse(value: &str) -> Result<Self, PostgresError> {
+        Ok(match value {
+            "disable" => Self::Disable,
+            "prefer" => Self::Prefer,
+            "require" => Self::Require,
+            "verify-ca" => Self::VerifyCa,
+            "verify-full" => Self::VerifyFull,
+            other => {
+                return Err(PostgresError::Tls(format!(
+                    "sslmode={other} is not one of disable, prefer, require, verify-ca, verify-full"
+                )))
+            }
+        })
+    }
+
+    /// What tokio-postgres is told: whether TLS is attempted, and required.
+    fn driver_mode(self) -> tokio_postgres::config::SslMode {
+        use tokio_postgres::config::SslMode as Driver;
+        match self {
+            Self::Disable => Driver::Disable,
+            Self::Prefer => Driver::Prefer,
+            Self::Require | Self::VerifyCa | Self::VerifyFull => Driver::Require,
+        }
+    }
+}
+
+/// Where trusted certificates come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Roots {
+    File(PathBuf),
+    System,
+}
+
+/// A URL with its TLS parameters taken out: what tokio-postgres parses, and
+/// what the connector needs.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct Split {
+    pub(super) url: String,
+    mode: SslMode,
+    roots: Option<Roots>,
+}
+
+/// Takes `sslmode` and `sslrootcert` out of a libpq URL
+/// (`postgres://…?sslmode=verify-full&sslrootcert=/ca.pem`) or key/value
+/// string (`host=db sslmode=require`).
+pub(super) fn split(url: &str) -> Result<Split, PostgresError> {
+    let mut mode = None;
+    let mut roots = None;
+    let mut take = |key: &str, value: &str| -> Result<bool, PostgresError> {
+        match key {
+            "sslmode" => mode = Some(SslMode::parse(value)?),
+            "sslrootcert" if value == "system" => roots = Some(Roots::System),
+            "sslrootcert" => roots = Some(Roots::File(PathBuf::from(value))),
+            _ => return Ok(false),
+        }
+        Ok(true)
+    };
+    let rest = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        match url.split_once('?') {
+            None => url.to_owned(),
+            Some((base, query)) => {
+                let mut kept = Vec::new();
+                for pair in query.split('&').filter(|p| !p.is_empty()) {
+                    let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+                    let value = percent_encoding::percent_decode_str(value)
+                        .decode_utf8()
+                        .map_err(|_| PostgresError::Tls(format!("{key} is not UTF-8")))?;
+                    if !take(key, &value)? {
+                        kept.push(pair);
+                    }
+                }
+                if kept.is_empty() {
+                    base.to_owned()
+                } else {
+                    format!("{base}?{}", kept.join("&"))
+                }
+            }
+        }
+    } else {
+        let mut kept = Vec::new();
+        for word in url.split_whitespace() {
+            let (key, value) = word.split_once('=').unwrap_or((word, ""));
+            if !take(key, value.trim_matches('\''))? {
+                kept.push(word);
+            }
+        }
+        kept.join(" ")
+    };
+    Ok(Split {
+        url: rest,
+        mode: mode.unwrap_or_default(),
+        roots,
+    })
+}
+
+impl Split {
+    /// Sets the driver's TLS mode on `pg` and builds the connector, with the
+    /// CA from the URL, else `ca_file`.
+    pub(super) fn connector(
+        &self,
+        pg: &mut tokio_postgres::Config,
+        ca_file: Option<&Path>,
+    ) -> Result<MakeRustlsConnect, PostgresError> {
+        pg.ssl_mode(self.mode.driver_mode());
+        let roots = self
+            .roots
+            .clone()
+            .or_else(|| ca_file.map(|f| Roots::File(f.to_path_buf())));
+        let provider = Arc::new(crypto::ring::default_provider());
+        let verifier: Arc<dyn ServerCertVerifier> =
+            match (self.mode, roots) {
+                (SslMode::VerifyCa | SslMode::VerifyFull, None) => {
+                    return Err(PostgresError::Tls(format!(
+                    "sslmode={} needs a CA: set sslrootcert in the URL (a PEM file, or `system`) \
+                     or store.tls_ca_file",
+                    if self.mode == SslMode::VerifyCa { "verify-ca" } else { "verify-full" }
+                )))
+                }
+                (SslMode::Disable | SslMode::Prefer, _) | (SslMode::Require, None) => {
+                    Arc::new(Unchecked(Arc::clone(&provider)))
+                }
+                (mode, Some(roots)) => {
+                    let webpki = WebPkiServerVerifier::builder_with_provider(
+                        Arc::new(load(&roots)?),
+                        Arc::clone(&provider),
+                    )
+                    .build()
+                    .map_err(|e| PostgresError::Tls(format!("the CA cannot verify: {e}")))?;
+                    if mode == SslMode::VerifyFull {
+                        webpki
+                    } else {
+                        Arc::new(AnyName(webpki))
+                    }
+                }
+            };
+        let config = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| PostgresError::Tls(e.to_string()))?
+            .dangerous()
+            .with_custom_certificate_verifier(verifier)
+            .with_no_client_auth();
+        Ok(MakeRustlsConnect::new(config))
+    }
+}
+
+/// The trusted certificates, read now so a bad file fails startup.
+fn load(roots: &Roots) -> Result<RootCertStore, PostgresError> {
+    let mut store = RootCertStore::empty();
+    match roots {
+        Roots::File(path) => {
+            let named = |e: &dyn std::fmt::Display| {
+                PostgresError::Tls(format!("CA file {}: {e}", path.display()))
+            };
+            for cert in CertificateDer::pem_file_iter(path).map_err(|e| named(&e))? {
+                store
+                    .add(cert.map_err(|e| named(&e))?)
+                    .map_err(|e| named(&e))?;
+            }
+        }
+        Roots::System => {
+            let found = rustls_native_certs::load_native_certs();
+            for cert in found.certs {
+                // One unusable system certificate is no reason to refuse the rest.
+                let _ = store.add(cert);
+            }
+        }
+    }
+    if store.is_empty() {
+        return Err(PostgresError::Tls(format!(
+            "no CA certificate found in {}",
+            match roots {
+                Roots::File(path) => path.display().to_string(),
+                Roots::System => "the system's certificate store".to_owned(),
+            }
+        )));
+    }
+    Ok(store)
+}
+
+/// `verify-ca`: the chain must lead to the CA; the name is not checked.
+#[derive(Debug)]
+struct AnyName(Arc<WebPkiServerVerifier>);
+
+impl ServerCertVerifier for AnyName {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        match self
+            .0
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+        {
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+}
+
+/// `prefer` and `require` without a CA, as in libpq: encrypted, but any
+/// certificate is accepted (the handshake's signatures are still checked).
+#[derive(Debug)]
+struct Unchecked(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for Unchecked {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn takes_the_tls_parameters_out_of_a_url() {
+        let split = split(
+            "postgres://u@db:5432/app?sslmode=verify-full&application_name=x&sslrootcert=%2Fetc%2Fca.pem",
+        )
+        .expect("valid");
+        assert_eq!(split.url, "postgres://u@db:5432/app?application_name=x");
+        assert_eq!(split.mode, SslMode::VerifyFull);
+        assert_eq!(split.roots, Some(Roots::File("/etc/ca.pem".into())));
+    }
+
+    #[test]
+    fn takes_the_tls_parameters_out_of_key_value_settings() {
+        let split = split("host=db sslmode=require sslrootcert=system user=u").expect("valid");
+        assert_eq!(split.url, "host=db user=u");
+        assert_eq!(split.mode, SslMode::Require);
+        assert_eq!(split.roots, Some(Roots::System));
+    }
+
+    #[test]
+    fn prefer_is_the_default_and_unknown_modes_are_refused() {
+        let split = split("postgres://db/app").expect("valid");
+        assert_eq!(
+            (split.url.as_str(), split.mode),
+            ("postgres://db/app", SslMode::Prefer)
+        );
+        let error = super::split("postgres://db/app?sslmode=allow").expect_err("not supported");
+        assert!(error.to_string().contains("sslmode=allow"), "{error}");
+    }
+
+    #[test]
+    fn verifying_modes_need_a_ca_and_a_missing_file_is_named() {
+        let refusal = |url: &str| {
+            let mut pg = tokio_postgres::Config::new();
+            match split(url).expect("valid").connector(&mut pg, None) {
+                Ok(_) => panic!("{url}: accepted"),
+                Err(error) => error.to_string(),
+            }
+        };
+        let error = refusal("postgres://db/app?sslmode=verify-full");
+        assert!(error.contains("needs a CA"), "{error}");
+        let error = refusal("postgres://db/app?sslmode=verify-ca&sslrootcert=/nonexistent/ca.pem");
+        assert!(error.contains("/nonexistent/ca.pem"), "{error}");
+    }
+}
