@@ -2,7 +2,7 @@
 //! decided together in one transaction and answered after its commit.
 //!
 //! ```text
-//! round trip 1: BEGIN; LOCK (sorted upsert); READ (rows); NOW (clock)
+//! round trip 1: BEGIN; LOCK (sorted upsert); READ (rows and the clock)
 //!               [PAST: history of named streams not in their row; rare]
 //! in Rust:      each viewer's row becomes a ViewerBook; the decisions apply
 //!               to it in arrival order at the clock READ returned
@@ -92,26 +92,30 @@ async fn run(
     let begin = client.prepare_cached(sql::BEGIN).await?;
     let lock = client.prepare_cached(sql::LOCK).await?;
     let read = client.prepare_cached(sql::READ).await?;
-    let clock = client.prepare_cached(sql::NOW).await?;
-    // One round trip: the four are pipelined and run in order.
+    // One round trip: the three are pipelined and run in order.
     let (starting, others): (Vec<&str>, Vec<&str>) =
         keys.iter().partition(|key| starts.contains(*key));
     let lock_params: [&(dyn ToSql + Sync); 2] = [&starting, &others];
     let read_params: [&(dyn ToSql + Sync); 1] = [&keys];
-    let (began, locked, rows, now) = tokio::join!(
+    let (began, locked, rows) = tokio::join!(
         client.execute(&begin, &[]),
         client.execute(&lock, &lock_params),
         client.query(&read, &read_params),
-        client.query_one(&clock, &[]),
     );
     began?;
     locked?;
     let rows = rows?;
-    let now: Timestamp = now?.try_get("now")?;
+    let now: Timestamp = rows
+        .first()
+        .ok_or(PostgresError::Shape("no clock in the rows read"))?
+        .try_get("now")?;
 
     let mut viewers: HashMap<&str, Viewer> = HashMap::with_capacity(keys.len());
     for row in &rows {
-        let key: &str = row.try_get("viewer")?;
+        // The clock's row when no viewer has one.
+        let Some(key) = row.try_get::<_, Option<&str>>("viewer")? else {
+            continue;
+        };
         let key = keys
             .iter()
             .copied()

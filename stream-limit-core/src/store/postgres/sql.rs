@@ -10,7 +10,7 @@
 //!
 //! 1. [`LOCK`] locks every viewer row of the batch, creating those a start
 //!    needs, in one statement, in key order.
-//! 2. [`READ`] reads those rows, and [`NOW`] the store's clock after them.
+//! 2. [`READ`] reads those rows, and the store's clock after them.
 //! 3. Rust rebuilds each row as a [`ViewerBook`](crate::domain::rules::ViewerBook)
 //!    and applies the batch's decisions to it, in arrival order: the same
 //!    rule, the same code, as the in-memory store.
@@ -28,9 +28,9 @@
 //!   across all instances, and each reads what the previous one committed
 //!   ([`READ`] is a later statement than [`LOCK`]: under READ COMMITTED it
 //!   takes a new snapshot).
-//! - **The clock is read after the lock.** [`NOW`] reads
+//! - **The clock is read after the lock.** [`READ`] reads
 //!   `stream_limit_now()` (`clock_timestamp()`) after every lock of the batch
-//!   is held. `now()` would be the transaction's start: a decision that began
+//!   is held (it never waits). `now()` would be the transaction's start: a decision that began
 //!   earlier but got the lock later would judge expiry in the past, and a
 //!   heartbeat could revive a lease the previous decision had already counted
 //!   expired. Decisions of one batch share one clock reading, so their times
@@ -139,15 +139,19 @@ ON CONFLICT (viewer) DO UPDATE SET started = cur.started WHERE false";
 /// this batch) is locked here if it is free, or skipped if not: a skipped
 /// viewer is decided as having no row, as if this batch had come first (its
 /// decisions, none of them a start, then change nothing).
+///
+/// The first column is the store's clock. Since this statement never waits,
+/// it is read after every lock the batch takes. It comes with every row, and
+/// alone (the other columns null) when no viewer has a row: a statement of
+/// its own cost 7% of the mix's throughput (12 runs of 6 s each way).
 pub(super) const READ: &str = "\
-SELECT v.viewer, v.max_streams, v.leases, v.sweep_after,
-       v.started OR coalesce((SELECT true FROM stream_history h WHERE h.viewer = v.viewer LIMIT 1), false) AS seen
-  FROM viewers v WHERE v.viewer = ANY($1::text[])
-   FOR NO KEY UPDATE OF v SKIP LOCKED";
-
-/// The store's clock, read by the statement after [`READ`], so after every
-/// lock the batch takes.
-pub(super) const NOW: &str = "SELECT stream_limit_now() AS now";
+SELECT c.now, v.viewer, v.max_streams, v.leases, v.sweep_after, v.seen
+  FROM (SELECT stream_limit_now() AS now) c
+  LEFT JOIN LATERAL (
+        SELECT v.viewer, v.max_streams, v.leases, v.sweep_after,
+               v.started OR coalesce((SELECT true FROM stream_history h WHERE h.viewer = v.viewer LIMIT 1), false) AS seen
+          FROM viewers v WHERE v.viewer = ANY($1::text[])
+           FOR NO KEY UPDATE OF v SKIP LOCKED) v ON true";
 
 /// The history of the streams a batch names that are not in their viewer's
 /// row (a replayed start, a heartbeat or end of an ended stream): the rules
