@@ -127,11 +127,7 @@ impl LeaseStore for PostgresStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        let client = self.pool.get().await.map_err(PostgresError::from)?;
-        client
-            .simple_query("SELECT 1")
-            .await
-            .map_err(PostgresError::from)?;
+        self.query(sql::PING, &[]).await?;
         Ok(())
     }
 }

@@ -337,7 +337,6 @@ impl PostgresStore {
     }
 }
 
-/// `operation`, or [`PostgresError::Timeout`] once `timeout` has passed.
 /// `Some(version)` when the database's newest migration is newer than this
 /// release's and every migration of this release is applied unchanged.
 /// `None` otherwise: the runner then migrates, or reports what diverges.
@@ -370,6 +369,7 @@ async fn newer_schema(
     }
 }
 
+/// `operation`, or [`PostgresError::Timeout`] once `timeout` has passed.
 async fn bounded<T>(
     timeout: Duration,
     operation: impl std::future::Future<Output = Result<T, PostgresError>>,
