@@ -200,6 +200,7 @@ struct Binaries {
     initdb: PathBuf,
     postgres: PathBuf,
     pg_ctl: PathBuf,
+    pg_basebackup: PathBuf,
 }
 
 impl Binaries {
@@ -221,6 +222,7 @@ impl Binaries {
         Ok(Self {
             postgres: sibling("postgres")?,
             pg_ctl: sibling("pg_ctl")?,
+            pg_basebackup: sibling("pg_basebackup")?,
             initdb,
         })
     }
@@ -244,6 +246,9 @@ pub struct ClusterSetup<'a> {
     pub files: &'a [(&'a str, &'a [u8])],
     /// Server settings, as `name=value` (passed as `-c name=value`).
     pub settings: &'a [&'a str],
+    /// Start as a streaming standby of this cluster (a `pg_basebackup -R` of
+    /// it) instead of a new `initdb`.
+    pub standby_of: Option<&'a CustomCluster>,
 }
 
 /// A running cluster of a test's own, stopped and deleted (like the shared
@@ -255,9 +260,29 @@ pub struct CustomCluster {
     /// The directory of its Unix socket (`local` connections, which the
     /// default `pg_hba.conf` trusts).
     pub socket_dir: PathBuf,
+    pg_ctl: PathBuf,
+    as_root: bool,
 }
 
 impl CustomCluster {
+    /// `pg_ctl stop -m immediate`: the server dies as in a crash, without a
+    /// shutdown checkpoint.
+    pub fn kill(&self) -> Result<(), String> {
+        self.pg_ctl(&["stop", "-m", "immediate"])
+    }
+
+    /// `pg_ctl promote`, waiting until the standby accepts writes.
+    pub fn promote(&self) -> Result<(), String> {
+        self.pg_ctl(&["promote", "-w"])
+    }
+
+    fn pg_ctl(&self, args: &[&str]) -> Result<(), String> {
+        run(as_cluster_owner(&self.pg_ctl, self.as_root)
+            .arg("-D")
+            .arg(self.socket_dir.join("data"))
+            .args(args))
+    }
+
     /// Key/value settings for the superuser over the Unix socket.
     pub fn socket_settings(&self) -> String {
         format!(
@@ -287,12 +312,14 @@ pub fn start_custom_cluster(setup: &ClusterSetup<'_>) -> Result<CustomCluster, S
     let cluster = CustomCluster {
         port: result?,
         socket_dir: base.clone(),
+        pg_ctl: bins.pg_ctl.clone(),
+        as_root,
     };
     wait_until_ready(&cluster.socket_settings(), &base)?;
     Ok(cluster)
 }
 
-/// Runs initdb in `base/data` and spawns the watchdog that runs the server;
+/// Makes `base/data` (initdb, or a base backup) and spawns the watchdog that runs the server;
 /// returns the server's port.
 fn init_and_spawn(
     bins: &Binaries,
@@ -308,21 +335,26 @@ fn init_and_spawn(
             .args(["-R", &format!("{POSTGRES_OS_USER}:{POSTGRES_OS_USER}")])
             .arg(base))?;
     }
-    run(as_cluster_owner(&bins.initdb, as_root)
-        .arg("-D")
-        .arg(&data)
-        // Locale C: independent of the host's installed locales.
-        .args([
-            "-A",
-            "trust",
-            "-U",
-            "postgres",
-            "--no-sync",
-            "-E",
-            "UTF8",
-            "--locale=C",
-        ])
-        .current_dir(base))?;
+    if let Some(primary) = setup.standby_of {
+        // -R: standby.signal and primary_conninfo, so it starts streaming.
+        run(as_cluster_owner(&bins.pg_basebackup, as_root)
+            .arg("-D")
+            .arg(&data)
+            .arg("-h")
+            .arg(&primary.socket_dir)
+            .args([
+                "-p",
+                &primary.port.to_string(),
+                "-U",
+                "postgres",
+                "-R",
+                "-X",
+                "stream",
+            ])
+            .current_dir(base))?;
+    } else {
+        initdb(bins, &data, base, as_root)?;
+    }
     for (name, contents) in setup.files {
         let path = data.join(name);
         fs::write(&path, contents).map_err(|e| format!("writing {}: {e}", path.display()))?;
@@ -383,6 +415,25 @@ rm -rf "$PG_BASE"
         .spawn()
         .map_err(|e| format!("starting the watchdog shell failed: {e}"))?;
     Ok(port)
+}
+
+/// A new cluster in `data`, owned by the cluster's user.
+fn initdb(bins: &Binaries, data: &Path, base: &Path, as_root: bool) -> Result<(), String> {
+    run(as_cluster_owner(&bins.initdb, as_root)
+        .arg("-D")
+        .arg(data)
+        // Locale C: independent of the host's installed locales.
+        .args([
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "--no-sync",
+            "-E",
+            "UTF8",
+            "--locale=C",
+        ])
+        .current_dir(base))
 }
 
 /// A command for `program` run as the cluster's owner: through

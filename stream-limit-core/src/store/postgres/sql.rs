@@ -205,12 +205,16 @@ DELETE FROM stream_history h
  WHERE h.viewer = cut.viewer
    AND (h.ended_at < cut.ended_at OR (h.ended_at = cut.ended_at AND h.stream_id > cut.stream_id))";
 
-/// Readiness: a transaction that commits as a decision does. Taking a
-/// transaction id makes its commit wait for what a decision's commit waits
-/// for, so a primary whose synchronous standby is gone (every commit hangs)
-/// is not ready, and neither is a standby (it cannot take one), while a
-/// plain `SELECT 1` would answer on both.
-pub(super) const PING: &str = "SELECT txid_current() AS xid";
+/// Readiness: a transaction that commits as a decision does. A transactional
+/// WAL message (about 60 bytes, no table) gives it a transaction id and a WAL
+/// record, so its commit waits for what a decision's commit waits for: a
+/// primary whose synchronous standby is gone (every commit hangs) is not
+/// ready, nor is a standby (it cannot write WAL), where `SELECT 1` (or
+/// `txid_current()` alone, whose commit writes nothing to wait for) would
+/// answer on both. Logical decoders see the message under the prefix
+/// `stream-limit`.
+pub(super) const PING: &str =
+    "SELECT pg_logical_emit_message(true, 'stream-limit', 'ready')::text AS lsn";
 
 /// The viewer's live leases, oldest first: in the row's order, which is the
 /// order they were admitted in (decisions of one batch share one start time).
