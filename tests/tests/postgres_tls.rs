@@ -66,6 +66,7 @@ fn server() -> &'static (CustomCluster, PathBuf) {
                 ("pg_hba.conf", hba.as_bytes()),
             ],
             settings: &["ssl=on"],
+            ..ClusterSetup::default()
         })
         .unwrap_or_else(|e| panic!("a TLS-only Postgres: {e}"));
         let dir = tempfile::Builder::new()
