@@ -61,6 +61,31 @@ async fn end(http: &Client, instance: &Service, user: u64) -> Option<u64> {
     }
 }
 
+/// [`RACERS`] tasks released together, alternating between the instances;
+/// their results in racer order.
+async fn race<F, Fut, T>(http: &Client, instances: &Arc<[Service; 2]>, racer: F) -> Vec<T>
+where
+    F: Fn(Client, Arc<[Service; 2]>, usize) -> Fut,
+    Fut: std::future::Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let barrier = Arc::new(Barrier::new(RACERS));
+    let tasks: Vec<_> = (0..RACERS)
+        .map(|n| {
+            let (barrier, run) = (barrier.clone(), racer(http.clone(), instances.clone(), n));
+            tokio::spawn(async move {
+                barrier.wait().await;
+                run.await
+            })
+        })
+        .collect();
+    let mut results = Vec::with_capacity(RACERS);
+    for task in tasks {
+        results.push(task.await.expect("racer ran"));
+    }
+    results
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_previous_release_and_this_one_share_the_limit_on_one_database() {
     let db = fresh_database().await;
@@ -91,22 +116,16 @@ async fn the_previous_release_and_this_one_share_the_limit_on_one_database() {
 
     // Racing starts only: exactly the limit is admitted per user.
     for user in 0..USERS {
-        let barrier = Arc::new(Barrier::new(RACERS));
-        let racers: Vec<_> = (0..RACERS)
-            .map(|racer| {
-                let (http, barrier, instances) = (http.clone(), barrier.clone(), instances.clone());
-                tokio::spawn(async move {
-                    barrier.wait().await;
-                    let instance = &instances[racer % 2];
-                    start(&http, instance, user, racer % 4 >= 2).await.is_some()
-                })
-            })
-            .collect();
-        let mut admitted = 0;
-        for racer in racers {
-            admitted += u64::from(racer.await.expect("racer ran"));
-        }
-        assert_eq!(admitted, LIMIT, "user {user}");
+        let admitted = race(&http, &instances, |http, instances, racer| async move {
+            let instance = &instances[racer % 2];
+            start(&http, instance, user, racer % 4 >= 2).await.is_some()
+        })
+        .await;
+        assert_eq!(
+            admitted.iter().filter(|a| **a).count() as u64,
+            LIMIT,
+            "user {user}"
+        );
         assert_eq!(
             peak_concurrency(&audit, &format!("user:{user}")).await,
             LIMIT as usize
@@ -115,24 +134,15 @@ async fn the_previous_release_and_this_one_share_the_limit_on_one_database() {
 
     // Starts and ends racing through both: never past the limit.
     for user in 100..100 + USERS {
-        let barrier = Arc::new(Barrier::new(RACERS));
-        let racers: Vec<_> = (0..RACERS)
-            .map(|racer| {
-                let (http, barrier, instances) = (http.clone(), barrier.clone(), instances.clone());
-                tokio::spawn(async move {
-                    barrier.wait().await;
-                    let instance = &instances[racer % 2];
-                    if racer % 3 == 2 {
-                        end(&http, instance, user).await;
-                    } else if let Some(count) = start(&http, instance, user, racer % 2 == 1).await {
-                        assert!((1..=LIMIT).contains(&count), "count {count}");
-                    }
-                })
-            })
-            .collect();
-        for racer in racers {
-            racer.await.expect("racer ran");
-        }
+        race(&http, &instances, |http, instances, racer| async move {
+            let instance = &instances[racer % 2];
+            if racer % 3 == 2 {
+                end(&http, instance, user).await;
+            } else if let Some(count) = start(&http, instance, user, racer % 2 == 1).await {
+                assert!((1..=LIMIT).contains(&count), "count {count}");
+            }
+        })
+        .await;
         let peak = peak_concurrency(&audit, &format!("user:{user}")).await;
         assert!(peak <= LIMIT as usize, "user {user}: {peak} at once");
     }

@@ -18,6 +18,20 @@ fn user(n: &str) -> ViewerId {
     ViewerId::User(UserId::parse(n).expect("valid"))
 }
 
+/// A start for a new stream, refused at the limit.
+fn start(viewer: ViewerId) -> StartRequest {
+    StartRequest {
+        viewer,
+        stream_id: StreamId::random(),
+        generated_id: true,
+        ttl: Duration::from_secs(60),
+        default_limit: MaxStreams::DEFAULT,
+        on_limit: OnLimit::Reject,
+        device_id: None,
+        content_id: None,
+    }
+}
+
 #[tokio::test]
 async fn leases_written_under_schema_version_1_survive_the_upgrade() {
     let db = fresh_database().await;
@@ -60,16 +74,7 @@ async fn leases_written_under_schema_version_1_survive_the_upgrade() {
     assert_eq!(active[1].device_id.as_deref(), Some("tv"));
     assert_eq!(store.active(&user("2")).await.expect("answers").len(), 1);
     // The override of 2 still holds: a third start is refused.
-    let third = StartRequest {
-        viewer: user("1"),
-        stream_id: StreamId::random(),
-        generated_id: true,
-        ttl: Duration::from_secs(60),
-        default_limit: MaxStreams::DEFAULT,
-        on_limit: OnLimit::Reject,
-        device_id: None,
-        content_id: None,
-    };
+    let third = start(user("1"));
     assert!(matches!(
         store.start(&third).await.expect("answers"),
         StartOutcome::Refused(r) if r.active.len() == 2
@@ -103,18 +108,9 @@ async fn a_release_rolled_back_onto_a_newer_schema_serves_without_migrating() {
         .await
         .expect("a newer schema is not an error");
     assert_eq!(applied, 0, "nothing of this release is left to apply");
-    let start = StartRequest {
-        viewer: user("7"),
-        stream_id: StreamId::random(),
-        generated_id: true,
-        ttl: Duration::from_secs(60),
-        default_limit: MaxStreams::DEFAULT,
-        on_limit: OnLimit::Reject,
-        device_id: None,
-        content_id: None,
-    };
+    let request = start(user("7"));
     assert!(matches!(
-        store.start(&start).await.expect("answers"),
+        store.start(&request).await.expect("answers"),
         StartOutcome::Admitted(_)
     ));
 
