@@ -271,6 +271,16 @@ impl CustomCluster {
         self.pg_ctl(&["stop", "-m", "immediate"])
     }
 
+    /// The postmaster's process id (the first line of `postmaster.pid`).
+    pub fn postmaster_pid(&self) -> Result<u32, String> {
+        let path = self.socket_dir.join("data").join("postmaster.pid");
+        let text = fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        text.lines()
+            .next()
+            .and_then(|line| line.trim().parse().ok())
+            .ok_or_else(|| format!("no pid in {}", path.display()))
+    }
+
     /// `pg_ctl promote`, waiting until the standby accepts writes.
     pub fn promote(&self) -> Result<(), String> {
         self.pg_ctl(&["promote", "-w"])

@@ -12,6 +12,8 @@ use stream_limit_core::store::postgres::{PostgresConfig, PostgresStore};
 use stream_limit_core::{
     LeaseStore, MaxStreams, OnLimit, StartOutcome, StartRequest, StreamId, UserId, ViewerId,
 };
+use stream_limit_http::cause_chain;
+use stream_limit_tests::postgres::fresh_database;
 use stream_limit_tests::postgres::{start_custom_cluster, ClusterSetup, CustomCluster};
 use stream_limit_tests::service;
 use stream_limit_tests::world::connect;
@@ -101,15 +103,20 @@ async fn decide_through(url: &str, ca_file: Option<&Path>) -> Result<PostgresSto
         query_timeout: Duration::from_secs(5),
         ..PostgresConfig::new(url)
     })
-    .map_err(|e| chain(&e))?;
-    store.migrate().await.map_err(|e| chain(&e))?;
+    .map_err(|e| cause_chain(&e))?;
+    store.migrate().await.map_err(|e| cause_chain(&e))?;
     let start = StartRequest {
-        viewer: ViewerId::User(UserId::parse("1").expect("valid")),
+        // A viewer of its own: the tests share the server's database, and
+        // their stores migrate it at once, as a fleet's instances do.
+        viewer: ViewerId::User(
+            UserId::parse(&(uuid::Uuid::new_v4().as_u128() % 1_000_000_000).to_string())
+                .expect("valid"),
+        ),
         stream_id: StreamId::random(),
         generated_id: true,
         ttl: Duration::from_secs(60),
         default_limit: MaxStreams::DEFAULT,
-        on_limit: OnLimit::EvictOldest,
+        on_limit: OnLimit::Reject,
         device_id: None,
         content_id: None,
     };
@@ -117,17 +124,6 @@ async fn decide_through(url: &str, ca_file: Option<&Path>) -> Result<PostgresSto
         Ok(StartOutcome::Admitted(_)) => Ok(store),
         other => Err(format!("{other:?}")),
     }
-}
-
-/// The error and its causes, where the reason for a refusal is.
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text = format!("{text}: {cause}");
-        source = cause.source();
-    }
-    text
 }
 
 /// How many of the server's client connections named `application` are
@@ -270,4 +266,23 @@ async fn the_binary_refuses_to_start_on_a_certificate_problem_and_says_why() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
+}
+
+/// Against a server without TLS (the shared test cluster): a mode that
+/// requires TLS is refused rather than falling back, and `prefer` connects
+/// in plain text.
+#[tokio::test]
+async fn modes_that_require_tls_never_fall_back_to_plain_text() {
+    let db = fresh_database().await;
+    let ca = ca_file("ca.pem");
+    for mode in ["require", "verify-full"] {
+        let url = format!("{}?sslmode={mode}&sslrootcert={ca}", db.url());
+        let error = decide_through(&url, None)
+            .await
+            .expect_err("a server without TLS");
+        assert!(error.contains("TLS"), "{mode}: {error}");
+    }
+    decide_through(&format!("{}?sslmode=prefer", db.url()), None)
+        .await
+        .expect("prefer connects without TLS");
 }

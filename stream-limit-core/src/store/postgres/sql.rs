@@ -30,7 +30,7 @@
 //!   takes a new snapshot).
 //! - **The clock is read after the lock.** [`READ`] reads
 //!   `stream_limit_now()` (`clock_timestamp()`) after every lock of the batch
-//!   is held (it never waits). `now()` would be the transaction's start: a decision that began
+//!   is held. `now()` would be the transaction's start: a decision that began
 //!   earlier but got the lock later would judge expiry in the past, and a
 //!   heartbeat could revive a lease the previous decision had already counted
 //!   expired. Decisions of one batch share one clock reading, so their times
@@ -140,18 +140,24 @@ ON CONFLICT (viewer) DO UPDATE SET started = cur.started WHERE false";
 /// viewer is decided as having no row, as if this batch had come first (its
 /// decisions, none of them a start, then change nothing).
 ///
-/// The first column is the store's clock. Since this statement never waits,
-/// it is read after every lock the batch takes. It comes with every row, and
-/// alone (the other columns null) when no viewer has a row: a statement of
-/// its own cost 7% of the mix's throughput (12 runs of 6 s each way).
+/// The first column is the store's clock, read once every row is locked: the
+/// aggregate in `c` consumes the whole locking scan before its row (and so
+/// `stream_limit_now()`) is computed. Read any earlier, a row created after
+/// [`LOCK`] could be decided on by another transaction, with a later clock,
+/// between the clock and this lock. The clock comes with every row, and alone
+/// (the other columns null) when no viewer has a row: a statement of its own
+/// cost 7% of the mix's throughput (12 runs of 6 s each way).
 pub(super) const READ: &str = "\
-SELECT c.now, v.viewer, v.max_streams, v.leases, v.sweep_after, v.seen
-  FROM (SELECT stream_limit_now() AS now) c
-  LEFT JOIN LATERAL (
+WITH v AS MATERIALIZED (
         SELECT v.viewer, v.max_streams, v.leases, v.sweep_after,
                v.started OR coalesce((SELECT true FROM stream_history h WHERE h.viewer = v.viewer LIMIT 1), false) AS seen
           FROM viewers v WHERE v.viewer = ANY($1::text[])
-           FOR NO KEY UPDATE OF v SKIP LOCKED) v ON true";
+           FOR NO KEY UPDATE OF v SKIP LOCKED
+), c AS MATERIALIZED (
+        SELECT stream_limit_now() AS now, count(*) AS locked FROM v
+)
+SELECT c.now, v.viewer, v.max_streams, v.leases, v.sweep_after, v.seen
+  FROM c LEFT JOIN v ON true";
 
 /// The history of the streams a batch names that are not in their viewer's
 /// row (a replayed start, a heartbeat or end of an ended stream): the rules

@@ -14,7 +14,11 @@
 //! | `verify-full` | always | signed by the CA, and names the host |
 //!
 //! The CA is `sslrootcert` (a PEM file, or `system` for the operating
-//! system's roots), or [`super::PostgresConfig::tls_ca_file`]. A problem with
+//! system's roots), or [`super::PostgresConfig::tls_ca_file`]. With a CA and
+//! no `sslmode`, the mode is `verify-full`: a configured CA is never ignored.
+//! `sslrootcert=system` allows `verify-full` only (as libpq 16 does): any
+//! public CA signs certificates for someone, so a weaker check would let any
+//! of them pass for the database. A problem with
 //! either is a [`PostgresError::Tls`] at [`super::PostgresStore::connect`],
 //! before any connection: never a panic, and never plaintext in a mode that
 //! requires TLS.
@@ -66,6 +70,16 @@ impl SslMode {
         })
     }
 
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Disable => "disable",
+            Self::Prefer => "prefer",
+            Self::Require => "require",
+            Self::VerifyCa => "verify-ca",
+            Self::VerifyFull => "verify-full",
+        }
+    }
+
     /// What tokio-postgres is told: whether TLS is attempted, and required.
     fn driver_mode(self) -> tokio_postgres::config::SslMode {
         use tokio_postgres::config::SslMode as Driver;
@@ -89,7 +103,8 @@ enum Roots {
 #[derive(Debug, PartialEq, Eq)]
 pub(super) struct Split {
     pub(super) url: String,
-    mode: SslMode,
+    /// `None` when the URL names no `sslmode`.
+    mode: Option<SslMode>,
     roots: Option<Roots>,
 }
 
@@ -115,10 +130,13 @@ pub(super) fn split(url: &str) -> Result<Split, PostgresError> {
                 let mut kept = Vec::new();
                 for pair in query.split('&').filter(|p| !p.is_empty()) {
                     let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-                    let value = percent_encoding::percent_decode_str(value)
-                        .decode_utf8()
-                        .map_err(|_| PostgresError::Tls(format!("{key} is not UTF-8")))?;
-                    if !take(key, &value)? {
+                    let decode = |text: &str| {
+                        percent_encoding::percent_decode_str(text)
+                            .decode_utf8()
+                            .map(|t| t.into_owned())
+                            .map_err(|_| PostgresError::Tls(format!("{key} is not UTF-8")))
+                    };
+                    if !take(&decode(key)?, &decode(value)?)? {
                         kept.push(pair);
                     }
                 }
@@ -130,20 +148,83 @@ pub(super) fn split(url: &str) -> Result<Split, PostgresError> {
             }
         }
     } else {
-        let mut kept = Vec::new();
-        for word in url.split_whitespace() {
-            let (key, value) = word.split_once('=').unwrap_or((word, ""));
-            if !take(key, value.trim_matches('\''))? {
-                kept.push(word);
+        // Cut out exactly the settings taken; everything else stays as written.
+        let mut kept = String::with_capacity(url.len());
+        let mut rest = url;
+        while let Some(setting) = next_setting(rest)? {
+            if !take(setting.key, &setting.value)? {
+                kept.push_str(&rest[..setting.end]);
             }
+            rest = &rest[setting.end..];
         }
-        kept.join(" ")
+        kept.push_str(rest);
+        kept
     };
     Ok(Split {
         url: rest,
-        mode: mode.unwrap_or_default(),
+        mode,
         roots,
     })
+}
+
+/// One `key = value` of a libpq key/value string, as libpq reads it: spaces
+/// around `=`, and a value either bare or in single quotes with `\'` and `\\`.
+struct Setting<'a> {
+    key: &'a str,
+    value: String,
+    /// Where the setting ends in the text it was read from.
+    end: usize,
+}
+
+fn next_setting(text: &str) -> Result<Option<Setting<'_>>, PostgresError> {
+    let start = text.len() - text.trim_start().len();
+    if start == text.len() {
+        return Ok(None);
+    }
+    let bad = || {
+        PostgresError::Tls(format!(
+            "cannot read the connection settings near `{}`",
+            &text[start..]
+        ))
+    };
+    let key_end = text[start..]
+        .find(|c: char| c == '=' || c.is_whitespace())
+        .map_or(text.len(), |i| start + i);
+    let key = &text[start..key_end];
+    let after_key = &text[key_end..];
+    let equals = after_key.len() - after_key.trim_start().len();
+    if !after_key[equals..].starts_with('=') {
+        return Err(bad());
+    }
+    let value_text = &after_key[equals + 1..];
+    let value_start = key_end + equals + 1 + (value_text.len() - value_text.trim_start().len());
+    let mut value = String::new();
+    let mut chars = text[value_start..].char_indices();
+    let quoted = text[value_start..].starts_with('\'');
+    if quoted {
+        chars.next();
+    }
+    let mut end = text.len();
+    let mut closed = !quoted;
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '\\' => value.push(chars.next().ok_or_else(bad)?.1),
+            '\'' if quoted => {
+                end = value_start + i + 1;
+                closed = true;
+                break;
+            }
+            c if !quoted && c.is_whitespace() => {
+                end = value_start + i;
+                break;
+            }
+            c => value.push(c),
+        }
+    }
+    if !closed {
+        return Err(bad());
+    }
+    Ok(Some(Setting { key, value, end }))
 }
 
 impl Split {
@@ -154,38 +235,51 @@ impl Split {
         pg: &mut tokio_postgres::Config,
         ca_file: Option<&Path>,
     ) -> Result<MakeRustlsConnect, PostgresError> {
-        pg.ssl_mode(self.mode.driver_mode());
         let roots = self
             .roots
             .clone()
             .or_else(|| ca_file.map(|f| Roots::File(f.to_path_buf())));
+        let mode = match (self.mode, &roots) {
+            (None, None) => SslMode::default(),
+            (None, Some(_)) | (Some(SslMode::VerifyFull), Some(Roots::System)) => {
+                SslMode::VerifyFull
+            }
+            (Some(mode), Some(Roots::System)) => {
+                return Err(PostgresError::Tls(format!(
+                    "sslrootcert=system needs sslmode=verify-full, not {}: any public CA \
+                     could otherwise vouch for the database",
+                    mode.as_str()
+                )))
+            }
+            (Some(mode), _) => mode,
+        };
+        pg.ssl_mode(mode.driver_mode());
         let provider = Arc::new(crypto::ring::default_provider());
-        let verifier: Arc<dyn ServerCertVerifier> =
-            match (self.mode, roots) {
-                (SslMode::VerifyCa | SslMode::VerifyFull, None) => {
-                    return Err(PostgresError::Tls(format!(
+        let verifier: Arc<dyn ServerCertVerifier> = match (mode, roots) {
+            (SslMode::VerifyCa | SslMode::VerifyFull, None) => {
+                return Err(PostgresError::Tls(format!(
                     "sslmode={} needs a CA: set sslrootcert in the URL (a PEM file, or `system`) \
                      or store.tls_ca_file",
-                    if self.mode == SslMode::VerifyCa { "verify-ca" } else { "verify-full" }
+                    mode.as_str()
                 )))
+            }
+            (SslMode::Disable | SslMode::Prefer, _) | (SslMode::Require, None) => {
+                Arc::new(Unchecked(Arc::clone(&provider)))
+            }
+            (mode, Some(roots)) => {
+                let webpki = WebPkiServerVerifier::builder_with_provider(
+                    Arc::new(load(&roots)?),
+                    Arc::clone(&provider),
+                )
+                .build()
+                .map_err(|e| PostgresError::Tls(format!("the CA cannot verify: {e}")))?;
+                if mode == SslMode::VerifyFull {
+                    webpki
+                } else {
+                    Arc::new(AnyName(webpki))
                 }
-                (SslMode::Disable | SslMode::Prefer, _) | (SslMode::Require, None) => {
-                    Arc::new(Unchecked(Arc::clone(&provider)))
-                }
-                (mode, Some(roots)) => {
-                    let webpki = WebPkiServerVerifier::builder_with_provider(
-                        Arc::new(load(&roots)?),
-                        Arc::clone(&provider),
-                    )
-                    .build()
-                    .map_err(|e| PostgresError::Tls(format!("the CA cannot verify: {e}")))?;
-                    if mode == SslMode::VerifyFull {
-                        webpki
-                    } else {
-                        Arc::new(AnyName(webpki))
-                    }
-                }
-            };
+            }
+        };
         let config = ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| PostgresError::Tls(e.to_string()))?
@@ -338,7 +432,7 @@ mod tests {
         )
         .expect("valid");
         assert_eq!(split.url, "postgres://u@db:5432/app?application_name=x");
-        assert_eq!(split.mode, SslMode::VerifyFull);
+        assert_eq!(split.mode, Some(SslMode::VerifyFull));
         assert_eq!(split.roots, Some(Roots::File("/etc/ca.pem".into())));
     }
 
@@ -346,8 +440,29 @@ mod tests {
     fn takes_the_tls_parameters_out_of_key_value_settings() {
         let split = split("host=db sslmode=require sslrootcert=system user=u").expect("valid");
         assert_eq!(split.url, "host=db user=u");
-        assert_eq!(split.mode, SslMode::Require);
+        assert_eq!(split.mode, Some(SslMode::Require));
         assert_eq!(split.roots, Some(Roots::System));
+    }
+
+    #[test]
+    fn reads_key_value_settings_as_libpq_does() {
+        let split =
+            split("host=db  sslmode = 'verify-full' password='a  b\\'c' sslrootcert=/ca.pem")
+                .expect("valid");
+        assert_eq!(split.url, "host=db password='a  b\\'c'");
+        assert_eq!(split.mode, Some(SslMode::VerifyFull));
+        assert_eq!(split.roots, Some(Roots::File("/ca.pem".into())));
+        assert!(super::split("host=db sslmode").is_err());
+        assert!(super::split("host=db password='open").is_err());
+    }
+
+    #[test]
+    fn percent_encoded_keys_are_read_as_tokio_postgres_reads_them() {
+        let split = split("postgres://db/app?ssl%6Dode=require").expect("valid");
+        assert_eq!(
+            (split.url.as_str(), split.mode),
+            ("postgres://db/app", Some(SslMode::Require))
+        );
     }
 
     #[test]
@@ -355,8 +470,11 @@ mod tests {
         let split = split("postgres://db/app").expect("valid");
         assert_eq!(
             (split.url.as_str(), split.mode),
-            ("postgres://db/app", SslMode::Prefer)
+            ("postgres://db/app", None)
         );
+        let mut pg = tokio_postgres::Config::new();
+        assert!(split.connector(&mut pg, None).is_ok());
+        assert_eq!(pg.get_ssl_mode(), tokio_postgres::config::SslMode::Prefer);
         let error = super::split("postgres://db/app?sslmode=allow").expect_err("not supported");
         assert!(error.to_string().contains("sslmode=allow"), "{error}");
     }
@@ -374,5 +492,18 @@ mod tests {
         assert!(error.contains("needs a CA"), "{error}");
         let error = refusal("postgres://db/app?sslmode=verify-ca&sslrootcert=/nonexistent/ca.pem");
         assert!(error.contains("/nonexistent/ca.pem"), "{error}");
+        // A CA without a mode is verify-full, so the file is read (and missing).
+        let error = refusal("postgres://db/app?sslrootcert=/nonexistent/ca.pem");
+        assert!(error.contains("/nonexistent/ca.pem"), "{error}");
+        // The system's roots allow verify-full only.
+        for mode in ["require", "verify-ca", "prefer", "disable"] {
+            let error = refusal(&format!(
+                "postgres://db/app?sslmode={mode}&sslrootcert=system"
+            ));
+            assert!(
+                error.contains("needs sslmode=verify-full"),
+                "{mode}: {error}"
+            );
+        }
     }
 }
