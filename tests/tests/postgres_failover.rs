@@ -317,11 +317,22 @@ async fn failover(synchronous: bool) -> Report {
         .await
         .expect("the leases on the new primary");
     let present: HashSet<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
-    let lost = seen
+    let lost: Vec<Instant> = seen
         .admitted
         .iter()
         .filter(|(viewer, stream, _)| !present.contains(&(viewer.clone(), stream.clone())))
-        .count();
+        .map(|(_, _, at)| *at)
+        .collect();
+    // Only the lag loses leases: nothing acknowledged well before the
+    // sender stopped (100 ms covers WAL not yet sent on a busy machine).
+    let settled = behind_from - Duration::from_millis(100);
+    assert!(
+        lost.iter().all(|at| *at > settled),
+        "a lease acknowledged {:?} before the standby fell behind was lost",
+        lost.iter()
+            .map(|at| behind_from.saturating_duration_since(*at))
+            .max()
+    );
 
     // The limit still holds, through both instances, on the new primary.
     let barrier = Arc::new(Barrier::new(20));
@@ -351,7 +362,7 @@ async fn failover(synchronous: bool) -> Report {
         without_primary: promoted - killed,
         first_admission_after_promotion: first_after,
         admitted: seen.admitted.len(),
-        lost,
+        lost: lost.len(),
         unavailable: seen.unavailable,
         saw_not_ready,
     }
@@ -375,9 +386,12 @@ async fn with_a_synchronous_standby_a_failover_loses_no_acknowledged_lease() {
     let report = failover(true).await;
     print("synchronous", &report);
     assert_eq!(report.lost, 0, "acknowledged leases lost");
-    assert_eq!(
-        report.admitted_while_behind, 0,
-        "acknowledged without the standby"
+    // Commits wait for the stopped standby: only answers already on their
+    // way when the sender stopped (at most one per client) arrive after it.
+    assert!(
+        report.admitted_while_behind <= CLIENTS as usize,
+        "{} acknowledged while the standby received nothing",
+        report.admitted_while_behind
     );
     assert!(
         report.saw_not_ready,
@@ -396,9 +410,6 @@ async fn with_asynchronous_replication_a_failover_is_survived_and_its_losses_mea
         "no admission while the standby was behind"
     );
     assert!(report.lost > 0, "the standby had everything");
-    // Besides those, at most what was acknowledged but not yet sent when the
-    // sender stopped: a few per client.
-    assert!(report.lost <= report.admitted_while_behind + 4 * CLIENTS as usize);
     assert!(
         report.saw_not_ready,
         "readiness never showed the missing primary"
