@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use stream_limit_core::domain::rules::HISTORY_PER_VIEWER;
 use stream_limit_core::store::postgres::{PostgresConfig, PostgresStore};
-use stream_limit_core::{InMemoryStore, LeaseStore, ManualClock};
+use stream_limit_core::{
+    InMemoryStore, LeaseStore, ManualClock, MaxStreams, OnLimit, StartRequest, StreamId, ViewerId,
+};
 
 use crate::postgres::{fresh_database, TestDatabase};
 
@@ -122,4 +124,19 @@ pub async fn connect(url: &str) -> tokio_postgres::Client {
         .expect("connect to the test database");
     tokio::spawn(connection);
     client
+}
+
+/// A start of a new stream (generated id, 60 s lease, the default limit,
+/// refused at the limit): what most store tests send.
+pub fn new_stream(viewer: ViewerId) -> StartRequest {
+    StartRequest {
+        viewer,
+        stream_id: StreamId::random(),
+        generated_id: true,
+        ttl: Duration::from_secs(60),
+        default_limit: MaxStreams::DEFAULT,
+        on_limit: OnLimit::Reject,
+        device_id: None,
+        content_id: None,
+    }
 }

@@ -49,6 +49,16 @@ async fn walsender_pid(primary: &CustomCluster) -> u32 {
     u32::try_from(row.get::<_, i32>(0)).expect("a pid")
 }
 
+/// What `/health/ready` answers (bounded).
+async fn readiness(http: &Client, instance: &Service) -> StatusCode {
+    http.get(instance.url("/health/ready"))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .expect("readiness answers")
+        .status()
+}
+
 fn signal(pid: u32, name: &str) {
     let status = std::process::Command::new("kill")
         .args([&format!("-{name}"), &pid.to_string()])
@@ -235,13 +245,7 @@ async fn failover(synchronous: bool) -> Report {
     let mut saw_not_ready = false;
     let ready_deadline = Instant::now() + Duration::from_secs(3);
     while Instant::now() < ready_deadline && !saw_not_ready {
-        let ready = http
-            .get(instances[0].url("/health/ready"))
-            .timeout(Duration::from_secs(5))
-            .send()
-            .await
-            .map(|r| r.status());
-        saw_not_ready = matches!(ready, Ok(StatusCode::SERVICE_UNAVAILABLE));
+        saw_not_ready = readiness(&http, &instances[0]).await == StatusCode::SERVICE_UNAVAILABLE;
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     standby.promote().expect("promote the standby");
@@ -274,12 +278,7 @@ async fn failover(synchronous: bool) -> Report {
     // Readiness answers are reused for a second: ready again within a few.
     let mut ready = Vec::new();
     for _ in 0..50 {
-        let status = http
-            .get(instances[0].url("/health/ready"))
-            .send()
-            .await
-            .expect("readiness answers")
-            .status();
+        let status = readiness(&http, &instances[0]).await;
         ready.push(status.as_u16());
         if status == StatusCode::OK {
             break;
@@ -479,12 +478,10 @@ async fn a_primary_waiting_for_a_missing_synchronous_standby_is_not_ready() {
     );
     // Readiness answers are reused for a second.
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let ready = http
-        .get(instance.url("/health/ready"))
-        .send()
-        .await
-        .expect("readiness answers");
-    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        readiness(&http, &instance).await,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
     // A plain query still answers: that is why readiness commits.
     admin
         .simple_query("SELECT 1")
@@ -505,10 +502,5 @@ async fn a_primary_waiting_for_a_missing_synchronous_standby_is_not_ready() {
         start(3).await.expect("answers").status(),
         StatusCode::CREATED
     );
-    let ready = http
-        .get(instance.url("/health/ready"))
-        .send()
-        .await
-        .expect("readiness answers");
-    assert_eq!(ready.status(), StatusCode::OK);
+    assert_eq!(readiness(&http, &instance).await, StatusCode::OK);
 }

@@ -9,14 +9,12 @@ use std::time::Duration;
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use stream_limit_core::store::postgres::{PostgresConfig, PostgresStore};
-use stream_limit_core::{
-    LeaseStore, MaxStreams, OnLimit, StartOutcome, StartRequest, StreamId, UserId, ViewerId,
-};
+use stream_limit_core::{LeaseStore, StartOutcome, UserId, ViewerId};
 use stream_limit_http::cause_chain;
 use stream_limit_tests::postgres::fresh_database;
 use stream_limit_tests::postgres::{start_custom_cluster, ClusterSetup, CustomCluster};
 use stream_limit_tests::service;
-use stream_limit_tests::world::connect;
+use stream_limit_tests::world::{connect, new_stream};
 
 /// A CA, and a server certificate it signed for `localhost` only.
 struct Pki {
@@ -105,21 +103,11 @@ async fn decide_through(url: &str, ca_file: Option<&Path>) -> Result<PostgresSto
     })
     .map_err(|e| cause_chain(&e))?;
     store.migrate().await.map_err(|e| cause_chain(&e))?;
-    let start = StartRequest {
-        // A viewer of its own: the tests share the server's database, and
-        // their stores migrate it at once, as a fleet's instances do.
-        viewer: ViewerId::User(
-            UserId::parse(&(uuid::Uuid::new_v4().as_u128() % 1_000_000_000).to_string())
-                .expect("valid"),
-        ),
-        stream_id: StreamId::random(),
-        generated_id: true,
-        ttl: Duration::from_secs(60),
-        default_limit: MaxStreams::DEFAULT,
-        on_limit: OnLimit::Reject,
-        device_id: None,
-        content_id: None,
-    };
+    // A viewer of its own: the tests share the server's database, and
+    // their stores migrate it at once, as a fleet's instances do.
+    let viewer = UserId::parse(&(uuid::Uuid::new_v4().as_u128() % 1_000_000_000).to_string())
+        .expect("valid");
+    let start = new_stream(ViewerId::User(viewer));
     match store.start(&start).await {
         Ok(StartOutcome::Admitted(_)) => Ok(store),
         other => Err(format!("{other:?}")),

@@ -1,14 +1,9 @@
 //! Upgrading a database that holds live leases under an older schema keeps
 //! every lease, its order, and the viewer's overrides.
 
-use std::time::Duration;
-
-use stream_limit_core::{
-    EndOldestOutcome, LeaseStore, MaxStreams, OnLimit, StartOutcome, StartRequest, StreamId,
-    UserId, ViewerId,
-};
+use stream_limit_core::{EndOldestOutcome, LeaseStore, StartOutcome, StreamId, UserId, ViewerId};
 use stream_limit_tests::postgres::fresh_database;
-use stream_limit_tests::world::{connect, migrated_store};
+use stream_limit_tests::world::{connect, migrated_store, new_stream};
 
 mod embedded {
     refinery::embed_migrations!("../migrations");
@@ -16,20 +11,6 @@ mod embedded {
 
 fn user(n: &str) -> ViewerId {
     ViewerId::User(UserId::parse(n).expect("valid"))
-}
-
-/// A start for a new stream, refused at the limit.
-fn start(viewer: ViewerId) -> StartRequest {
-    StartRequest {
-        viewer,
-        stream_id: StreamId::random(),
-        generated_id: true,
-        ttl: Duration::from_secs(60),
-        default_limit: MaxStreams::DEFAULT,
-        on_limit: OnLimit::Reject,
-        device_id: None,
-        content_id: None,
-    }
 }
 
 #[tokio::test]
@@ -74,7 +55,7 @@ async fn leases_written_under_schema_version_1_survive_the_upgrade() {
     assert_eq!(active[1].device_id.as_deref(), Some("tv"));
     assert_eq!(store.active(&user("2")).await.expect("answers").len(), 1);
     // The override of 2 still holds: a third start is refused.
-    let third = start(user("1"));
+    let third = new_stream(user("1"));
     assert!(matches!(
         store.start(&third).await.expect("answers"),
         StartOutcome::Refused(r) if r.active.len() == 2
@@ -108,7 +89,7 @@ async fn a_release_rolled_back_onto_a_newer_schema_serves_without_migrating() {
         .await
         .expect("a newer schema is not an error");
     assert_eq!(applied, 0, "nothing of this release is left to apply");
-    let request = start(user("7"));
+    let request = new_stream(user("7"));
     assert!(matches!(
         store.start(&request).await.expect("answers"),
         StartOutcome::Admitted(_)
