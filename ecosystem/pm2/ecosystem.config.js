@@ -34,7 +34,8 @@ if (!Number.isInteger(instances) || instances < 1 || !Number.isInteger(basePort)
 }
 const script = process.env.STREAM_LIMIT_BIN || path.join(root, 'target', 'release', 'stream-limit-http');
 
-// server.shutdown_timeout_secs: how long in-flight requests may finish after SIGTERM.
+// server.shutdown_timeout_secs: how long in-flight requests may finish after the
+// first SIGTERM or SIGINT (a second one stops the instance at once).
 const SHUTDOWN_TIMEOUT_SECS = 30;
 
 const app = (index) => ({
@@ -50,8 +51,10 @@ const app = (index) => ({
   max_restarts: 10,
   min_uptime: '10s',
   exp_backoff_restart_delay: 200,
-  // pm2 stops with SIGINT by default, which stream-limit-http treats as "stop
-  // now". SIGTERM is its graceful stop; give it its full shutdown timeout.
+  // stream-limit-http drains on SIGTERM and SIGINT alike (pm2's default is
+  // SIGINT); SIGTERM is what the systemd unit, Docker and Kubernetes send too.
+  // pm2 sends SIGKILL after kill_timeout: leave the drain its full shutdown
+  // timeout, plus 5 s.
   kill_signal: 'SIGTERM',
   kill_timeout: (SHUTDOWN_TIMEOUT_SECS + 5) * 1000,
   time: true,

@@ -18,6 +18,7 @@ use stream_limit_core::{
 
 fn request(viewer: u64) -> StartRequest {
     StartRequest {
+        replaces: None,
         viewer: ViewerId::User(UserId::parse(&viewer.to_string()).expect("digits")),
         stream_id: StreamId::random(),
         generated_id: true,

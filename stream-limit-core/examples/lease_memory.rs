@@ -40,6 +40,7 @@ async fn main() {
     for n in 0..leases {
         let viewer = ViewerId::User(UserId::parse(&(n / per_viewer).to_string()).expect("digits"));
         let request = StartRequest {
+            replaces: None,
             viewer,
             stream_id: StreamId::random(),
             generated_id: true,

@@ -3,13 +3,10 @@
 mod fallback;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use crate::domain::ids::{StreamId, ViewerId};
 use crate::domain::lease::{EndReason, Lease, StreamRecord};
-use crate::domain::outcome::{
-    EndOldestOutcome, EndOutcome, HeartbeatOutcome, StartOutcome, SweepReport,
-};
+use crate::domain::outcome::{EndOldestOutcome, EndOutcome, HeartbeatOutcome, StartOutcome};
 use crate::domain::policy::{Client, LeaseTerms, MaxStreams, OnLimit, OnStoreError};
 use crate::domain::request::StartRequest;
 use crate::store::{LeaseStore, StoreError};
@@ -37,6 +34,10 @@ pub struct StartOptions {
     pub device_id: Option<Box<str>>,
     /// What is watched, kept in history.
     pub content_id: Option<Box<str>>,
+    /// Take-over: an active stream of the same viewer that this one replaces,
+    /// ended (reason [`EndReason::Replaced`]) in the same decision that admits
+    /// the new one, so no other device can take the freed slot in between.
+    pub replaces: Option<StreamId>,
 }
 
 /// The entry point for embedders and for the HTTP layer: enforces "at most N
@@ -67,15 +68,6 @@ impl StreamLimiter {
         }
     }
 
-    /// The same limiter over another store (a decorator of this one's, such
-    /// as a metrics recorder), keeping its configuration and local book.
-    pub fn with_store(&self, store: Arc<dyn LeaseStore>) -> Self {
-        Self {
-            store,
-            ..self.clone()
-        }
-    }
-
     /// How many starts this instance admitted degraded, on its local book,
     /// while the store was unreachable.
     pub fn degraded_admissions(&self) -> u64 {
@@ -91,11 +83,6 @@ impl StreamLimiter {
     /// The configuration in force.
     pub fn config(&self) -> &LimiterConfig {
         &self.config
-    }
-
-    /// The underlying store, for maintenance tasks such as the sweeper.
-    pub fn store(&self) -> &Arc<dyn LeaseStore> {
-        &self.store
     }
 
     /// Starts a stream for `viewer`. The lease length follows from `client`
@@ -125,6 +112,7 @@ impl StreamLimiter {
             on_limit: self.config.on_limit,
             device_id: options.device_id,
             content_id: options.content_id,
+            replaces: options.replaces,
         };
         match self.store.start(&request).await {
             Err(error) if self.fails_open(&error) => {
@@ -267,16 +255,6 @@ impl StreamLimiter {
         max: usize,
     ) -> Result<Vec<StreamRecord>, StoreError> {
         self.store.history(viewer, max).await
-    }
-
-    /// One bounded cleanup pass (see [`LeaseStore::sweep`]).
-    pub async fn sweep(
-        &self,
-        batch: usize,
-        grace: Duration,
-        retention: Duration,
-    ) -> Result<SweepReport, StoreError> {
-        self.store.sweep(batch, grace, retention).await
     }
 
     /// Whether the store answers.

@@ -11,10 +11,10 @@ use std::fmt::Write as _;
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
-use serde::Serialize;
 use stream_limit_core::{EndReason, StoreError};
 
 use crate::respond;
+use crate::wire::{ErrorBody, Reason};
 
 /// An error answer. Expected outcomes with a 200 body (such as a seed refusal)
 /// are not errors and never pass through here.
@@ -59,12 +59,15 @@ pub enum ApiError {
     /// 405: the path exists, the method does not.
     #[error("Method not allowed")]
     MethodNotAllowed,
-    /// 410: a start named a stream that has already ended; start a new one.
-    #[error("stream already ended")]
-    StreamAlreadyEnded(EndReason),
-    /// 410: a heartbeat for a lease that is no longer active; the player should stop.
-    #[error("stream is no longer active")]
-    StreamGone(EndReason),
+    /// 410: the named stream no longer counts: a heartbeat's player should
+    /// stop; a start that named it must start a new stream.
+    #[error("{}", if *.on_start { "stream already ended" } else { "stream is no longer active" })]
+    StreamGone {
+        /// Why it stopped counting.
+        reason: EndReason,
+        /// Whether a start named it (rather than a heartbeat).
+        on_start: bool,
+    },
     /// 408: a body was announced but did not arrive within the body deadline.
     #[error("request body not received in time")]
     BodyTimeout,
@@ -73,103 +76,82 @@ pub enum ApiError {
     PayloadTooLarge,
     /// The store failed (and the policy did not fail open): 503 when it is
     /// unreachable or busy (retry), 500 when it answered with an error (a bug).
-    #[error("{}", store_message(.0))]
-    Store(#[from] StoreError),
-}
-
-/// The fixed client-facing text of a store failure; the cause is only logged.
-fn store_message(error: &StoreError) -> &'static str {
-    match error {
+    /// The text is fixed; the cause is only logged.
+    #[error("{}", match .0 {
         StoreError::Unavailable(_) => "store unavailable",
         StoreError::Busy(_) => "store busy, retry",
         StoreError::Query(_) => "internal server error",
-    }
+    })]
+    Store(#[from] StoreError),
+}
+
+/// What an error answers: one row of the table in [`ApiError::answer`].
+struct Answer {
+    status: StatusCode,
+    /// `None` for the seed contract's historical bodies, which carry `msg` alone.
+    code: Option<&'static str>,
+}
+
+const fn answer(status: StatusCode, code: Option<&'static str>) -> Answer {
+    Answer { status, code }
 }
 
 impl ApiError {
-    /// The stable machine-readable code, or `None` for the seed contract's
-    /// historical bodies, which carry `msg` alone.
-    fn code(&self) -> Option<&'static str> {
+    /// The table: every variant's status and code, in one place (its `msg` is
+    /// the variant's `#[error]` text).
+    fn answer(&self) -> Answer {
+        use StatusCode as S;
         match self {
-            Self::InvalidUserId
-            | Self::NoActiveStreams
-            | Self::UnknownUser
-            | Self::RouteNotFound
-            | Self::MethodNotAllowed => None,
-            Self::InvalidSessionId => Some("invalid_session_id"),
-            Self::InvalidStreamId => Some("invalid_stream_id"),
-            Self::InvalidViewer => Some("invalid_viewer"),
-            Self::InvalidIdempotencyKey => Some("invalid_idempotency_key"),
-            Self::InvalidMaxStreams => Some("invalid_max_streams"),
-            Self::BadRequest(_) => Some("bad_request"),
-            Self::Unauthorized => Some("unauthorized"),
-            Self::StreamNotFound => Some("stream_not_found"),
-            Self::StreamAlreadyEnded(_) | Self::StreamGone(_) => Some("stream_gone"),
-            Self::BodyTimeout => Some("body_timeout"),
-            Self::PayloadTooLarge => Some("payload_too_large"),
-            Self::Store(StoreError::Unavailable(_)) => Some("store_unavailable"),
-            Self::Store(StoreError::Busy(_)) => Some("store_busy"),
-            Self::Store(StoreError::Query(_)) => Some("internal_error"),
+            Self::InvalidUserId | Self::NoActiveStreams | Self::UnknownUser => {
+                answer(S::BAD_REQUEST, None)
+            }
+            Self::InvalidSessionId => answer(S::BAD_REQUEST, Some("invalid_session_id")),
+            Self::InvalidStreamId => answer(S::BAD_REQUEST, Some("invalid_stream_id")),
+            Self::InvalidViewer => answer(S::BAD_REQUEST, Some("invalid_viewer")),
+            Self::InvalidIdempotencyKey => answer(S::BAD_REQUEST, Some("invalid_idempotency_key")),
+            Self::InvalidMaxStreams => answer(S::BAD_REQUEST, Some("invalid_max_streams")),
+            Self::BadRequest(_) => answer(S::BAD_REQUEST, Some("bad_request")),
+            Self::Unauthorized => answer(S::UNAUTHORIZED, Some("unauthorized")),
+            Self::StreamNotFound => answer(S::NOT_FOUND, Some("stream_not_found")),
+            Self::RouteNotFound => answer(S::NOT_FOUND, None),
+            Self::MethodNotAllowed => answer(S::METHOD_NOT_ALLOWED, None),
+            Self::StreamGone { .. } => answer(S::GONE, Some("stream_gone")),
+            Self::BodyTimeout => answer(S::REQUEST_TIMEOUT, Some("body_timeout")),
+            Self::PayloadTooLarge => answer(S::PAYLOAD_TOO_LARGE, Some("payload_too_large")),
+            Self::Store(StoreError::Unavailable(_)) => {
+                answer(S::SERVICE_UNAVAILABLE, Some("store_unavailable"))
+            }
+            Self::Store(StoreError::Busy(_)) => answer(S::SERVICE_UNAVAILABLE, Some("store_busy")),
+            Self::Store(StoreError::Query(_)) => {
+                answer(S::INTERNAL_SERVER_ERROR, Some("internal_error"))
+            }
         }
     }
-
-    fn reason(&self) -> Option<EndReason> {
-        match self {
-            Self::StreamAlreadyEnded(reason) | Self::StreamGone(reason) => Some(*reason),
-            _ => None,
-        }
-    }
-}
-
-/// The JSON shape of every error.
-#[derive(Serialize)]
-struct ErrorBody<'a> {
-    msg: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    code: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    reason: Option<EndReason>,
 }
 
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
-        match self {
-            Self::InvalidUserId
-            | Self::InvalidSessionId
-            | Self::InvalidStreamId
-            | Self::InvalidViewer
-            | Self::InvalidIdempotencyKey
-            | Self::InvalidMaxStreams
-            | Self::BadRequest(_)
-            | Self::NoActiveStreams
-            | Self::UnknownUser => StatusCode::BAD_REQUEST,
-            Self::Unauthorized => StatusCode::UNAUTHORIZED,
-            Self::StreamNotFound | Self::RouteNotFound => StatusCode::NOT_FOUND,
-            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::StreamAlreadyEnded(_) | Self::StreamGone(_) => StatusCode::GONE,
-            Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
-            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::Store(StoreError::Unavailable(_) | StoreError::Busy(_)) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
-            Self::Store(StoreError::Query(_)) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
+        self.answer().status
     }
 
     fn error_response(&self) -> HttpResponse {
-        let status = self.status_code();
+        let Answer { status, code } = self.answer();
         if status.is_server_error() {
             // The boundary: the only place a 5xx cause is logged. The client
             // sees the fixed `msg` of the variant, never the chain.
             tracing::error!(status = status.as_u16(), cause = %cause_chain(self), "{self}");
         }
         let msg = self.to_string();
+        let reason = match self {
+            Self::StreamGone { reason, .. } => Some(Reason(*reason)),
+            _ => None,
+        };
         let mut response = respond::json(
             status,
             &ErrorBody {
                 msg: &msg,
-                code: self.code(),
-                reason: self.reason(),
+                code,
+                reason,
             },
         );
         if matches!(self, Self::BodyTimeout | Self::PayloadTooLarge) {
@@ -249,7 +231,11 @@ mod tests {
     #[actix_web::test]
     async fn gone_errors_carry_the_reason() {
         assert_eq!(
-            body_of(ApiError::StreamGone(EndReason::Revoked)).await,
+            body_of(ApiError::StreamGone {
+                reason: EndReason::Revoked,
+                on_start: false
+            })
+            .await,
             r#"{"msg":"stream is no longer active","code":"stream_gone","reason":"revoked"}"#
         );
     }

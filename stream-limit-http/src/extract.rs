@@ -3,14 +3,17 @@
 //! | extractor | from | domain type | error |
 //! |---|---|---|---|
 //! | [`PathUser`] | `{user_id}` | `UserId` | [`ApiError::InvalidUserId`] |
-//! | [`SeedUser`] | the path under a seed route's prefix | `UserId` | 404 / 405 / [`ApiError::InvalidUserId`] |
 //! | [`SessionHeader`] | `Session-Id` header | `SessionId` | [`ApiError::InvalidSessionId`] |
 //! | [`PathStream`] | `{stream_id}` | `StreamId` | [`ApiError::InvalidStreamId`] |
 //! | [`PathViewer`] | `{viewer}` | `ViewerId` | [`ApiError::InvalidViewer`] |
 //! | [`IdempotencyHeader`] | `Idempotency-Key` header | `StreamId` (v5) | [`ApiError::InvalidIdempotencyKey`] |
-//! | [`StartParams`] | query `streamId`, `deviceId`, `contentId` | `StartOptions` | 400 |
+//! | [`StartParams`] | query `streamId`, `deviceId`, `contentId`, `replaces` | `StartOptions` | 400 |
+//! | [`StreamQuery`] | query `streamId` | `StreamId` | [`ApiError::InvalidStreamId`] |
 //! | [`JsonBody`] | a JSON body | `T` | 400 / 408 / 413 |
 //! | [`OptionalJson`] | a JSON body, or none | `T` | 400 / 408 / 413 |
+//!
+//! Each extractor also describes its parameter for the OpenAPI document
+//! ([`IntoParams`]), next to the parsing it documents.
 //!
 //! [`configure`] installs JSON error handlers for actix's own `Path` and
 //! `Query` extractors, so malformed input never gets a non-JSON answer. Bodies
@@ -24,11 +27,14 @@ use std::time::Duration;
 use actix_web::dev::Payload;
 use actix_web::error::{PathError, QueryPayloadError};
 use actix_web::http::header::{HeaderName, CONTENT_LENGTH};
-use actix_web::http::Method;
 use actix_web::{web, FromRequest, HttpRequest};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use stream_limit_core::{IdempotencyKey, SessionId, StartOptions, StreamId, UserId, ViewerId};
+use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
+use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, SchemaType, Type};
+use utoipa::openapi::Required;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::error::ApiError;
 
@@ -133,39 +139,6 @@ impl FromRequest for PathUser {
     }
 }
 
-/// The user of a seed route, `/api/startstream/{user_id}` or
-/// `/api/endstream/{user_id}`, mounted by `routes::seed_route` as a scope that
-/// matched only the static prefix. This extractor finishes the routing that a
-/// `{user_id}` resource would do, with the same answers: anything but one
-/// non-empty segment is `404`, a method other than `GET`/`HEAD` is `405`, then
-/// the id is parsed (`400`). It must be the handler's first argument, so that
-/// those answers come before any other extractor's.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct SeedUser(pub(crate) UserId);
-
-impl FromRequest for SeedUser {
-    type Error = ApiError;
-    type Future = Ready<Result<Self, ApiError>>;
-
-    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(seed_user(req.match_info().unprocessed(), req.method()).map(Self))
-    }
-}
-
-/// `rest` is the path after the scope's prefix, as actix matched it (already
-/// percent-decoded where actix decodes, exactly like a `{user_id}` segment).
-fn seed_user(rest: &str, method: &Method) -> Result<UserId, ApiError> {
-    // actix's `{user_id}` is the regex `[^/]+`, anchored at both ends.
-    let raw = rest
-        .strip_prefix('/')
-        .filter(|segment| !segment.is_empty() && !segment.contains('/'))
-        .ok_or(ApiError::RouteNotFound)?;
-    if method != Method::GET && method != Method::HEAD {
-        return Err(ApiError::MethodNotAllowed);
-    }
-    UserId::parse(raw).map_err(|_| ApiError::InvalidUserId)
-}
-
 /// The gateway session named by the `Session-Id` header.
 #[derive(Debug, Clone)]
 pub(crate) struct SessionHeader(pub(crate) SessionId);
@@ -243,12 +216,32 @@ impl FromRequest for IdempotencyHeader {
 }
 
 /// Start details as clients send them, in a query string or a JSON body.
-#[derive(Debug, Default, Deserialize)]
+/// Unknown fields are ignored.
+#[derive(Debug, Default, Deserialize, ToSchema, IntoParams)]
 #[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+#[schema(as = StartDetails)]
 pub(crate) struct RawStart {
+    /// Names the stream: repeating the start returns the same lease.
+    #[schema(value_type = Option<uuid::Uuid>)]
+    #[param(value_type = Option<uuid::Uuid>)]
     stream_id: Option<String>,
+    /// The player's device, kept in history: at most 128 characters, no
+    /// control characters; empty is the same as absent.
+    #[schema(max_length = 128, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$")]
+    #[param(max_length = 128, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$")]
     device_id: Option<String>,
+    /// What is watched, kept in history; as `deviceId`.
+    #[schema(max_length = 128, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$")]
+    #[param(max_length = 128, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$")]
     content_id: Option<String>,
+    /// Take-over: an active stream of this viewer that this start replaces.
+    /// It is ended (reason `replaced`) in the same decision that admits the
+    /// new stream; if it is not active, the start is decided as if it named
+    /// nothing.
+    #[schema(value_type = Option<uuid::Uuid>)]
+    #[param(value_type = Option<uuid::Uuid>)]
+    replaces: Option<String>,
 }
 
 impl RawStart {
@@ -259,8 +252,16 @@ impl RawStart {
             Some(raw) => Some(StreamId::parse(raw).map_err(|_| ApiError::InvalidStreamId)?),
             None => key.0,
         };
+        let replaces = self
+            .replaces
+            .as_deref()
+            .map(|raw| {
+                StreamId::parse(raw).map_err(|_| ApiError::BadRequest("replaces must be a UUID"))
+            })
+            .transpose()?;
         Ok(StartOptions {
             stream_id,
+            replaces,
             device_id: label(
                 self.device_id,
                 "deviceId must be at most 128 characters, none of them control characters",
@@ -268,6 +269,46 @@ impl RawStart {
             content_id: label(
                 self.content_id,
                 "contentId must be at most 128 characters, none of them control characters",
+            )?,
+        })
+    }
+}
+
+impl RawStart {
+    /// The details of a body and of a query string together; a field given in
+    /// both must have the same value in both (`400` otherwise), so that no
+    /// part of a request is silently ignored.
+    pub(crate) fn merge(self, query: RawStart) -> Result<RawStart, ApiError> {
+        fn one(
+            body: Option<String>,
+            query: Option<String>,
+            conflict: &'static str,
+        ) -> Result<Option<String>, ApiError> {
+            match (body, query) {
+                (Some(a), Some(b)) if a != b => Err(ApiError::BadRequest(conflict)),
+                (a, b) => Ok(a.or(b)),
+            }
+        }
+        Ok(RawStart {
+            stream_id: one(
+                self.stream_id,
+                query.stream_id,
+                "streamId differs between the body and the query",
+            )?,
+            device_id: one(
+                self.device_id,
+                query.device_id,
+                "deviceId differs between the body and the query",
+            )?,
+            content_id: one(
+                self.content_id,
+                query.content_id,
+                "contentId differs between the body and the query",
+            )?,
+            replaces: one(
+                self.replaces,
+                query.replaces,
+                "replaces differs between the body and the query",
             )?,
         })
     }
@@ -302,16 +343,19 @@ impl FromRequest for StartParams {
     type Future = Ready<Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let query = req.query_string();
-        if query.is_empty() {
-            return ready(Ok(Self::default()));
-        }
-        ready(
-            web::Query::<RawStart>::from_query(query)
-                .map(|q| Self(q.into_inner()))
-                .map_err(|_| ApiError::BadRequest("invalid query string")),
-        )
+        ready(query_details(req).map(Self))
     }
+}
+
+/// The start details of the query string.
+fn query_details(req: &HttpRequest) -> Result<RawStart, ApiError> {
+    let query = req.query_string();
+    if query.is_empty() {
+        return Ok(RawStart::default());
+    }
+    web::Query::<RawStart>::from_query(query)
+        .map(web::Query::into_inner)
+        .map_err(|_| ApiError::BadRequest("invalid query string"))
 }
 
 /// A JSON body, required: read within [`BODY_TIMEOUT`], at most
@@ -342,6 +386,145 @@ impl<T: DeserializeOwned + Default + 'static> FromRequest for OptionalJson<T> {
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
         let body = json_body::<T>(req, payload, Some(T::default));
         Box::pin(async move { body.await.map(Self) })
+    }
+}
+
+/// The `streamId` of a query string (the seed `endstream`), if any; other
+/// parameters are ignored.
+#[derive(Debug, Default)]
+pub(crate) struct StreamQuery(pub(crate) Option<StreamId>);
+
+impl FromRequest for StreamQuery {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let parsed = query_details(req)
+            .and_then(|details| details.parse(IdempotencyHeader::default()))
+            .map(|options| Self(options.stream_id));
+        ready(parsed)
+    }
+}
+
+/// One described parameter.
+fn parameter(
+    name: &str,
+    within: ParameterIn,
+    required: bool,
+    schema: ObjectBuilder,
+    description: &str,
+) -> Parameter {
+    ParameterBuilder::new()
+        .name(name)
+        .parameter_in(within)
+        .required(if required {
+            Required::True
+        } else {
+            Required::False
+        })
+        .description(Some(description))
+        .schema(Some(schema))
+        .build()
+}
+
+fn string() -> ObjectBuilder {
+    ObjectBuilder::new().schema_type(SchemaType::Type(Type::String))
+}
+
+fn uuid_string() -> ObjectBuilder {
+    string().format(Some(SchemaFormat::KnownFormat(KnownFormat::Uuid)))
+}
+
+impl IntoParams for PathUser {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        let schema = ObjectBuilder::new()
+            .schema_type(SchemaType::Type(Type::Integer))
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+            .minimum(Some(0))
+            .maximum(Some(i64::MAX));
+        vec![parameter(
+            "user_id",
+            ParameterIn::Path,
+            true,
+            schema,
+            "A numeric user: digits only, at most 2^63 - 1",
+        )]
+    }
+}
+
+impl IntoParams for PathStream {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![parameter(
+            "stream_id",
+            ParameterIn::Path,
+            true,
+            uuid_string(),
+            "The stream's id",
+        )]
+    }
+}
+
+impl IntoParams for SessionHeader {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        let schema = string()
+            .min_length(Some(1))
+            .max_length(Some(SessionId::MAX_LEN))
+            .pattern(Some(format!("^[!-~]{{1,{}}}$", SessionId::MAX_LEN)));
+        vec![parameter(
+            "Session-Id",
+            ParameterIn::Header,
+            true,
+            schema,
+            "The viewer, as the gateway authenticated it: visible ASCII, no spaces",
+        )]
+    }
+}
+
+impl IntoParams for IdempotencyHeader {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        let schema = string()
+            .min_length(Some(1))
+            .max_length(Some(IdempotencyKey::MAX_LEN))
+            // Header values are visible ASCII and spaces; HTTP trims the ends.
+            .pattern(Some(format!(
+                "^[!-~]([ -~]{{0,{}}}[!-~])?$",
+                IdempotencyKey::MAX_LEN - 2
+            )));
+        vec![parameter(
+            "Idempotency-Key",
+            ParameterIn::Header,
+            false,
+            schema,
+            "A retry key: names the stream (unless `streamId` does), so the same key returns the same lease",
+        )]
+    }
+}
+
+impl IntoParams for PathViewer {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        let schema = string().pattern(Some(format!(
+            "^(user:[0-9]{{1,19}}|session:[!-~]{{1,{}}})$",
+            SessionId::MAX_LEN
+        )));
+        vec![parameter(
+            "viewer",
+            ParameterIn::Path,
+            true,
+            schema,
+            "`user:<number>` or `session:<Session-Id>`",
+        )]
+    }
+}
+
+impl IntoParams for StreamQuery {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![parameter(
+            "streamId",
+            ParameterIn::Query,
+            false,
+            uuid_string(),
+            "End this stream rather than the oldest",
+        )]
     }
 }
 

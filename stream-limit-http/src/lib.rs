@@ -13,7 +13,8 @@
 //! - `routes`: every route, registered by [`routes::configure`]; one module per area
 //!   (`health`, `seed`, `watch`, `users`, shared `streams`, `admin`).
 //! - `extract`: HTTP input → domain types, once, at the edge.
-//! - `error`: [`ApiError`], the one mapping from errors to status and JSON body.
+//! - `error`: [`ApiError`], the one table from errors to status, code and message.
+//! - `wire`: the JSON bodies, borrowing domain values, each with its OpenAPI schema.
 //! - `respond`, `middleware`: JSON bodies without intermediate values; access
 //!   log and the "every error is JSON" safety net.
 
@@ -27,6 +28,7 @@ pub mod settings;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
+mod wire;
 
 pub use error::{cause_chain, ApiError};
 pub use settings::Settings;

@@ -209,7 +209,10 @@ impl prometheus::core::Collector for BatchSizeCollector {
     }
 }
 
-/// `GET /metrics`: the Prometheus text format.
+/// Prometheus metrics, in the text format.
+#[utoipa::path(get, path = "/metrics", tag = "operations", operation_id = "metrics",
+    responses((status = 200, description = "Prometheus text format 0.0.4",
+        content_type = "text/plain; version=0.0.4", body = String)))]
 pub(crate) async fn serve(
     metrics: web::Data<Arc<Metrics>>,
     limiter: web::Data<StreamLimiter>,

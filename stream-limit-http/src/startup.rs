@@ -9,8 +9,7 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::{from_fn, Condition};
 use actix_web::{web, App, HttpServer};
 use secrecy::SecretString;
-use stream_limit_core::store::postgres::BatchSizes;
-use stream_limit_core::{spawn_sweeper, StreamLimiter};
+use stream_limit_core::{spawn_sweeper, LeaseStore, StreamLimiter};
 use tokio::task::JoinHandle;
 
 use crate::metrics::{InstrumentedStore, Metrics};
@@ -18,7 +17,7 @@ use crate::middleware::{access_log, access_log_enabled, json_errors};
 use crate::routes::admin::{self, AdminKey};
 use crate::routes::health::Readiness;
 use crate::settings::{ServerSettings, Settings};
-use crate::store::StoreSetupError;
+use crate::store::{OpenedStore, StoreSetupError};
 use crate::{extract, routes};
 
 /// Why the service could not start.
@@ -70,35 +69,37 @@ impl Application {
     /// the listeners. Port `0` binds a free port.
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
         let opened = crate::store::open(&settings).await?;
-        let limiter = StreamLimiter::new(opened.store, settings.limiter_config());
-        Self::assemble(settings, limiter, opened.batch_sizes).await
+        Self::assemble(settings, opened).await
     }
 
-    /// Like [`Application::build`] with a limiter made by the caller: tests pass
-    /// an `InMemoryStore` on a `ManualClock`, or a mock store. The limiter's own
-    /// configuration is used; `settings.limits` is not consulted.
+    /// Like [`Application::build`] over a store made by the caller: tests pass
+    /// an `InMemoryStore` on a `ManualClock`, or a mock store.
     /// Must run inside a tokio runtime (it spawns the sweeper).
-    pub async fn with_limiter(
+    pub async fn with_store(
         settings: Settings,
-        limiter: StreamLimiter,
+        store: Arc<dyn LeaseStore>,
     ) -> Result<Self, StartupError> {
-        Self::assemble(settings, limiter, None).await
+        let opened = OpenedStore {
+            store,
+            batch_sizes: None,
+        };
+        Self::assemble(settings, opened).await
     }
 
-    async fn assemble(
-        settings: Settings,
-        limiter: StreamLimiter,
-        batch_sizes: Option<Arc<BatchSizes>>,
-    ) -> Result<Self, StartupError> {
-        let metrics = Metrics::new(batch_sizes).map_err(StartupError::Metrics)?;
+    /// The one place the parts are wired: the store, then its
+    /// instrumentation, then the limiter and the sweeper over the
+    /// instrumented store, then the listeners.
+    async fn assemble(settings: Settings, opened: OpenedStore) -> Result<Self, StartupError> {
+        let metrics = Metrics::new(opened.batch_sizes).map_err(StartupError::Metrics)?;
         // Every store, whatever the caller built, is measured the same way.
-        let store = InstrumentedStore::new(Arc::clone(limiter.store()), Arc::clone(&metrics));
-        let limiter = web::Data::new(limiter.with_store(Arc::new(store)));
-        let metrics = web::Data::new(metrics);
-        let sweeper = AbortOnDrop(spawn_sweeper(
-            Arc::clone(limiter.store()),
-            settings.sweeper_config(),
+        let store: Arc<dyn LeaseStore> =
+            Arc::new(InstrumentedStore::new(opened.store, Arc::clone(&metrics)));
+        let limiter = web::Data::new(StreamLimiter::new(
+            Arc::clone(&store),
+            settings.limiter_config(),
         ));
+        let metrics = web::Data::new(metrics);
+        let sweeper = AbortOnDrop(spawn_sweeper(store, settings.sweeper_config()));
 
         // Bind everything before starting any server, so that a failed bind
         // leaves no worker threads behind.

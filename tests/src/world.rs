@@ -130,6 +130,7 @@ pub async fn connect(url: &str) -> tokio_postgres::Client {
 /// refused at the limit): what most store tests send.
 pub fn new_stream(viewer: ViewerId) -> StartRequest {
     StartRequest {
+        replaces: None,
         viewer,
         stream_id: StreamId::random(),
         generated_id: true,

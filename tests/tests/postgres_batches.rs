@@ -28,6 +28,7 @@ fn viewer(n: usize) -> ViewerId {
 
 fn start(viewer: &ViewerId, stream_id: StreamId, on_limit: OnLimit) -> StartRequest {
     StartRequest {
+        replaces: None,
         viewer: viewer.clone(),
         stream_id,
         generated_id: false,

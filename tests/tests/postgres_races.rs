@@ -36,6 +36,7 @@ fn viewer(n: usize) -> ViewerId {
 
 fn request(viewer: &ViewerId, ttl: Duration, on_limit: OnLimit) -> StartRequest {
     StartRequest {
+        replaces: None,
         viewer: viewer.clone(),
         stream_id: StreamId::random(),
         generated_id: true,

@@ -47,6 +47,7 @@ async fn idle_viewers_are_forgotten_but_overrides_and_recent_history_are_kept() 
         .await
         .expect("answers");
     let request = StartRequest {
+        replaces: None,
         viewer: user("3"),
         stream_id: StreamId::random(),
         generated_id: true,

@@ -25,6 +25,10 @@ const RELEASED: &[(&str, &str)] = &[
         "V3__expired_leases_never_block_a_start.sql",
         "2d2149d19e41da6fb186b7ca531363aaa0311b180636ea8778e2fcccd1315805",
     ),
+    (
+        "V4__replaced_streams.sql",
+        "bbe44d11f7a3adb94ec983969824fe716d02191b65918c023f7d1f47194918fe",
+    ),
 ];
 
 fn read(relative: &str) -> String {

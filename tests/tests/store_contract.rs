@@ -23,6 +23,7 @@ fn user(n: &str) -> ViewerId {
 /// A start naming `stream_id`, as a client retrying idempotently does.
 fn request(viewer: &ViewerId, stream_id: StreamId, on_limit: OnLimit) -> StartRequest {
     StartRequest {
+        replaces: None,
         viewer: viewer.clone(),
         stream_id,
         generated_id: false,
@@ -628,6 +629,89 @@ async fn history_stays_bounded_when_many_streams_end_at_once(world: World) {
     assert!(history.iter().all(|r| r.reason == EndReason::Evicted));
 }
 
+async fn a_take_over_ends_the_named_stream_and_admits_in_one_decision(world: World) {
+    let viewer = user("70");
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(admit(&world, &viewer, OnLimit::Reject).await);
+    }
+    let take_over = StartRequest {
+        replaces: Some(ids[1]),
+        ..fresh_request(&viewer, OnLimit::Reject)
+    };
+    match world.store.start(&take_over).await.expect("store answers") {
+        StartOutcome::Admitted(a) => {
+            assert_eq!(a.replaced, Some(ids[1]));
+            assert_eq!(a.active_count, 3);
+            assert!(a.evicted.is_empty());
+        }
+        other => panic!("expected admission, got {other:?}"),
+    }
+    let active: Vec<_> = world.store.active(&viewer).await.expect("answers");
+    let active: Vec<_> = active.iter().map(|l| l.stream_id).collect();
+    assert_eq!(active, vec![ids[0], ids[2], take_over.stream_id]);
+    assert_eq!(
+        world
+            .store
+            .heartbeat(&viewer, ids[1])
+            .await
+            .expect("answers"),
+        HeartbeatOutcome::Gone(EndReason::Replaced)
+    );
+    let history = world.store.history(&viewer, 10).await.expect("answers");
+    assert_eq!(
+        (history[0].stream_id, history[0].reason),
+        (ids[1], EndReason::Replaced)
+    );
+    // Naming it again replaces nothing: it is no longer active, so the
+    // viewer is at the limit again.
+    let again = StartRequest {
+        replaces: Some(ids[1]),
+        ..fresh_request(&viewer, OnLimit::Reject)
+    };
+    assert!(matches!(
+        world.store.start(&again).await.expect("store answers"),
+        StartOutcome::Refused(_)
+    ));
+}
+
+/// Twenty devices try to take over the same stream at once: exactly one does,
+/// and the others are refused, so the freed slot never goes to two of them.
+async fn simultaneous_take_overs_of_one_stream_admit_exactly_one(world: World) {
+    let viewer = user("71");
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(admit(&world, &viewer, OnLimit::Reject).await);
+    }
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(20));
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let (store, barrier) = (world.store.clone(), barrier.clone());
+            let request = StartRequest {
+                replaces: Some(ids[0]),
+                ..fresh_request(&viewer, OnLimit::Reject)
+            };
+            tokio::spawn(async move {
+                barrier.wait().await;
+                store.start(&request).await.expect("store answers")
+            })
+        })
+        .collect();
+    let (mut replaced, mut refused) = (0, 0);
+    for task in tasks {
+        match task.await.expect("task ran") {
+            StartOutcome::Admitted(a) => {
+                assert_eq!(a.replaced, Some(ids[0]));
+                replaced += 1;
+            }
+            StartOutcome::Refused(_) => refused += 1,
+            StartOutcome::Gone(reason) => panic!("a fresh stream is never gone ({reason})"),
+        }
+    }
+    assert_eq!((replaced, refused), (1, 19));
+    assert_eq!(world.store.active(&viewer).await.expect("answers").len(), 3);
+}
+
 macro_rules! contract_suite {
     ($($scenario:ident),* $(,)?) => {
         mod memory {
@@ -660,4 +744,6 @@ contract_suite!(
     a_viewer_whose_slots_all_expired_is_admitted_by_every_kind_of_start,
     history_per_viewer_is_bounded_to_the_most_recent_streams,
     history_stays_bounded_when_many_streams_end_at_once,
+    a_take_over_ends_the_named_stream_and_admits_in_one_decision,
+    simultaneous_take_overs_of_one_stream_admit_exactly_one,
 );

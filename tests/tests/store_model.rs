@@ -66,6 +66,13 @@ enum Op {
         evict: bool,
         ttl: u8,
     },
+    /// A take-over: a start with a generated id that replaces a named stream.
+    TakeOver {
+        viewer: u8,
+        replaces: Target,
+        evict: bool,
+        ttl: u8,
+    },
     Heartbeat {
         viewer: u8,
         stream: Target,
@@ -109,6 +116,8 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(viewer, evict, ttl)| Op::StartGenerated { viewer, evict, ttl }),
         3 => (viewer(), target(), any::<bool>(), ttl)
             .prop_map(|(viewer, stream, evict, ttl)| Op::StartNamed { viewer, stream, evict, ttl }),
+        2 => (viewer(), target(), any::<bool>(), 0..TTL_QUANTA.len() as u8)
+            .prop_map(|(viewer, replaces, evict, ttl)| Op::TakeOver { viewer, replaces, evict, ttl }),
         3 => (viewer(), target()).prop_map(|(viewer, stream)| Op::Heartbeat { viewer, stream }),
         2 => (viewer(), target()).prop_map(|(viewer, stream)| Op::End { viewer, stream }),
         1 => (viewer(), target()).prop_map(|(viewer, stream)| Op::Revoke { viewer, stream }),
@@ -133,6 +142,7 @@ enum Answer {
         stream: StreamId,
         active_count: u32,
         evicted: Vec<StreamId>,
+        replaced: Option<StreamId>,
         replayed: bool,
         device: Option<Box<str>>,
         ttl: Duration,
@@ -161,6 +171,7 @@ impl From<StartOutcome> for Answer {
                 stream: a.lease.stream_id,
                 active_count: a.active_count,
                 evicted: a.evicted,
+                replaced: a.replaced,
                 replayed: a.replayed,
                 device: a.lease.device_id,
                 ttl: a.lease.ttl,
@@ -262,6 +273,7 @@ impl Sequence {
             self.used.push(stream_id);
         }
         StartRequest {
+            replaces: None,
             viewer: self.viewer(viewer).clone(),
             stream_id,
             generated_id: stream.is_none(),
@@ -288,7 +300,7 @@ async fn apply(
 ) -> Result<Answer, String> {
     let err = |e: stream_limit_core::StoreError| format!("{e:?}");
     Ok(match op {
-        Op::StartGenerated { .. } | Op::StartNamed { .. } => {
+        Op::StartGenerated { .. } | Op::StartNamed { .. } | Op::TakeOver { .. } => {
             let request = request.expect("a start carries its request");
             store.start(request).await.map_err(err)?.into()
         }
@@ -404,6 +416,15 @@ async fn check(
                 evict,
                 ttl,
             } => Some(names.start_request(viewer, Some(stream), evict, ttl)),
+            Op::TakeOver {
+                viewer,
+                replaces,
+                evict,
+                ttl,
+            } => Some(StartRequest {
+                replaces: Some(names.stream(replaces)),
+                ..names.start_request(viewer, None, evict, ttl)
+            }),
             _ => None,
         };
         let expected = apply(&*reference.store, op, &names, request.as_ref()).await;

@@ -1,19 +1,17 @@
-//! Leases (active streams) and the history of ended ones.
+//! Leases (active streams) and the history of ended ones. Their JSON shape
+//! belongs to the HTTP layer (`stream-limit-http`'s `wire` module), not here.
 
 use std::fmt;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
-use serde::Serialize;
-
 use super::ids::StreamId;
+use chrono::{DateTime, Utc};
 
 /// A point in time, always UTC.
 pub type Timestamp = DateTime<Utc>;
 
 /// One admitted stream. It counts against the limit while `expires_at` is in the future.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lease {
     /// The stream's identity, scoped to its viewer.
     pub stream_id: StreamId,
@@ -22,13 +20,10 @@ pub struct Lease {
     /// When it stops counting unless a heartbeat extends it.
     pub expires_at: Timestamp,
     /// How far each heartbeat pushes `expires_at` past "now".
-    #[serde(skip)]
     pub ttl: Duration,
     /// The player's device, when the client said.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub device_id: Option<Box<str>>,
     /// What is being watched, when the client said.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub content_id: Option<Box<str>>,
 }
 
@@ -37,6 +32,13 @@ impl Lease {
     /// even before any cleanup has removed them.
     pub fn is_active_at(&self, now: Timestamp) -> bool {
         self.expires_at > now
+    }
+
+    /// How often a client should heartbeat this lease: a third of its TTL
+    /// (at least a second), so that two lost heartbeats in a row still leave
+    /// the lease alive when the third arrives.
+    pub fn heartbeat_interval(&self) -> Duration {
+        (self.ttl / 3).max(Duration::from_secs(1))
     }
 
     /// The history entry for this lease ending at `at` for `reason`.
@@ -53,8 +55,7 @@ impl Lease {
 }
 
 /// Why a stream stopped counting.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EndReason {
     /// The client ended it.
     Ended,
@@ -64,6 +65,9 @@ pub enum EndReason {
     Evicted,
     /// An operator revoked it.
     Revoked,
+    /// A start of the same viewer took it over (it named this stream in
+    /// [`StartRequest::replaces`](crate::StartRequest::replaces)).
+    Replaced,
 }
 
 impl EndReason {
@@ -74,14 +78,22 @@ impl EndReason {
             Self::Expired => "expired",
             Self::Evicted => "evicted",
             Self::Revoked => "revoked",
+            Self::Replaced => "replaced",
         }
     }
 
+    /// Every reason, in declaration order.
+    pub const ALL: [Self; 5] = [
+        Self::Ended,
+        Self::Expired,
+        Self::Evicted,
+        Self::Revoked,
+        Self::Replaced,
+    ];
+
     /// The inverse of [`Self::as_str`].
     pub fn from_name(name: &str) -> Option<Self> {
-        [Self::Ended, Self::Expired, Self::Evicted, Self::Revoked]
-            .into_iter()
-            .find(|r| r.as_str() == name)
+        Self::ALL.into_iter().find(|r| r.as_str() == name)
     }
 }
 
@@ -92,8 +104,7 @@ impl fmt::Display for EndReason {
 }
 
 /// What happened to one stream, kept for the configured retention.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamRecord {
     /// The stream.
     pub stream_id: StreamId,
@@ -104,10 +115,8 @@ pub struct StreamRecord {
     /// Why it stopped.
     pub reason: EndReason,
     /// The player's device, when known.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub device_id: Option<Box<str>>,
     /// What was watched, when known.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub content_id: Option<Box<str>>,
 }
 
@@ -126,12 +135,7 @@ mod tests {
 
     #[test]
     fn reason_names_round_trip() {
-        for r in [
-            EndReason::Ended,
-            EndReason::Expired,
-            EndReason::Evicted,
-            EndReason::Revoked,
-        ] {
+        for r in EndReason::ALL {
             assert_eq!(EndReason::from_name(r.as_str()), Some(r));
         }
         assert_eq!(EndReason::from_name("nope"), None);

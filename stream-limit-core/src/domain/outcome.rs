@@ -25,6 +25,9 @@ pub struct Admission {
     pub active_count: u32,
     /// Streams evicted to make room (`on_limit = evict_oldest`).
     pub evicted: Vec<StreamId>,
+    /// The stream this start took over ([`StartRequest::replaces`](crate::StartRequest::replaces)),
+    /// when it was active and so was ended by this decision.
+    pub replaced: Option<StreamId>,
     /// `true` when the same stream id was already active: nothing new was taken.
     pub replayed: bool,
     /// `true` when the store failed and the service admitted anyway

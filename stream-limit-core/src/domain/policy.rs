@@ -45,8 +45,7 @@ impl<'de> Deserialize<'de> for MaxStreams {
 }
 
 /// What a start does when the viewer already holds `max_streams` leases.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum OnLimit {
     /// Refuse the new stream (the contract's default).
     #[default]
@@ -100,8 +99,7 @@ impl Default for LeaseTerms {
 }
 
 /// What the service does when the store cannot answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum OnStoreError {
     /// Fail open: admit starts, marking the answer degraded. Heartbeats and
     /// ends still report the failure (503): players keep playing through it.

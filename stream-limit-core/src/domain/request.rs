@@ -27,4 +27,9 @@ pub struct StartRequest {
     pub device_id: Option<Box<str>>,
     /// Optional content id, kept in history.
     pub content_id: Option<Box<str>>,
+    /// Take-over: an active stream of this viewer to end (reason
+    /// [`EndReason::Replaced`](super::lease::EndReason::Replaced)) in the
+    /// same decision that admits this one. Ignored when it is not active: the
+    /// start is then decided as if it named nothing.
+    pub replaces: Option<StreamId>,
 }

@@ -96,6 +96,7 @@ impl ViewerBook {
                 lease: lease.clone(),
                 active_count: count(&self.leases),
                 evicted: Vec::new(),
+                replaced: None,
                 replayed: true,
                 degraded: false,
             });
@@ -104,23 +105,33 @@ impl ViewerBook {
             return StartOutcome::Gone(reason);
         }
         let limit = self.limit.unwrap_or(request.default_limit);
+        // Take-over: the named stream's slot counts as free. It is ended only
+        // once the start is sure to be admitted, so a refusal changes nothing.
+        let replaced_at = request
+            .replaces
+            .filter(|id| *id != request.stream_id)
+            .and_then(|id| self.leases.iter().position(|l| l.stream_id == id));
+        let others = count(&self.leases) - u32::from(replaced_at.is_some());
+        if others >= limit.get() && request.on_limit == OnLimit::Reject {
+            return StartOutcome::Refused(Refusal {
+                limit,
+                active: self.leases.to_vec(),
+            });
+        }
+        let replaced = replaced_at.map(|at| {
+            let lease = self.leases.remove(at);
+            let stream_id = lease.stream_id;
+            self.remember(lease.into_record(now, EndReason::Replaced));
+            stream_id
+        });
         let mut evicted = Vec::new();
+        // Only `evict_oldest` gets here at the limit (`reject` was refused).
         if count(&self.leases) >= limit.get() {
-            match request.on_limit {
-                OnLimit::Reject => {
-                    return StartOutcome::Refused(Refusal {
-                        limit,
-                        active: self.leases.to_vec(),
-                    })
-                }
-                OnLimit::EvictOldest => {
-                    // A lowered limit can leave more than `limit` leases: evict down to `limit - 1`.
-                    let excess = self.leases.len() + 1 - limit.get() as usize;
-                    for lease in self.leases.drain(..excess).collect::<Vec<_>>() {
-                        evicted.push(lease.stream_id);
-                        self.remember(lease.into_record(now, EndReason::Evicted));
-                    }
-                }
+            // A lowered limit can leave more than `limit` leases: evict down to `limit - 1`.
+            let excess = self.leases.len() + 1 - limit.get() as usize;
+            for lease in self.leases.drain(..excess).collect::<Vec<_>>() {
+                evicted.push(lease.stream_id);
+                self.remember(lease.into_record(now, EndReason::Evicted));
             }
         }
         let lease = Lease {
@@ -139,6 +150,7 @@ impl ViewerBook {
             lease,
             active_count: count(&self.leases),
             evicted,
+            replaced,
             replayed: false,
             degraded: false,
         })

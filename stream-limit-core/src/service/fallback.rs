@@ -123,6 +123,7 @@ impl Fallback {
         let active = self.book.active(viewer).await.ok()?;
         let lease = active.into_iter().find(|l| l.stream_id == stream_id)?;
         Some(StartRequest {
+            replaces: None,
             viewer: viewer.clone(),
             stream_id: lease.stream_id,
             generated_id: false,

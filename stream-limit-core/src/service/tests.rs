@@ -138,6 +138,7 @@ fn flaky_store(down: Arc<std::sync::atomic::AtomicBool>, room: bool) -> MockLeas
         };
         Ok(if room {
             StartOutcome::Admitted(crate::Admission {
+                replaced: None,
                 lease,
                 active_count: 1,
                 evicted: Vec::new(),

@@ -278,6 +278,7 @@ mod tests {
 
     fn start(viewer: &str) -> StartRequest {
         StartRequest {
+            replaces: None,
             viewer: ViewerId::Session(SessionId::parse(viewer).expect("valid")),
             stream_id: StreamId::random(),
             generated_id: true,

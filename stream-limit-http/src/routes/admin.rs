@@ -8,7 +8,8 @@
 //! | `GET /admin/viewers/{viewer}/streams` | `{"viewer","streamCount","activeStreams"}` |
 //! | `DELETE /admin/viewers/{viewer}/streams/{stream_id}` | revoke (history says `revoked`), idempotent |
 //! | `PUT /admin/viewers/{viewer}/limit` | body `{"maxStreams": n}` or `{"maxStreams": null}` to clear |
-//! | `GET /admin/viewers/{viewer}/history?limit=N` | `{"history":[…]}`, newest first, `N` ≤ 1000 (default 100) |
+//! | `GET /admin/viewers/{viewer}/history?limit=N` | `{"history":[…]}`, newest first, `N` in 1..=1000 (default 100) |
+//! | `GET /admin/openapi.json` | this API's OpenAPI 3.1 description |
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -18,21 +19,25 @@ use actix_web::middleware::Next;
 use actix_web::{web, HttpResponse, ResponseError};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer, Serialize};
-use stream_limit_core::{MaxStreams, StreamLimiter, StreamRecord};
+use stream_limit_core::{MaxStreams, StreamLimiter};
 use subtle::ConstantTimeEq;
 
-use super::streams::{end_response, ListBody};
+use utoipa::{IntoParams, IntoResponses, ToSchema};
+
+use super::docs::{BadBody, BadInput, NotFound, StoreFailure};
+use super::streams::end_response;
 use super::{read, resource, route_not_found};
 use crate::error::ApiError;
 use crate::extract::{JsonBody, PathStream, PathViewer};
 use crate::respond::json;
+use crate::wire::{Ended, ErrorBody, HistoryEntry, StreamList};
 
 /// The operators' header.
 const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 /// History entries returned when `?limit` is absent.
 const DEFAULT_HISTORY: usize = 100;
 /// Most history entries one request returns.
-const MAX_HISTORY: usize = 1000;
+const MAX_HISTORY: u16 = 1000;
 
 /// The configured admin key, as app data of the admin listener.
 #[derive(Debug, Clone)]
@@ -47,7 +52,18 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
             .service(resource("/limit").route(web::put().to(set_limit)))
             .service(resource("/history").route(read().to(history))),
     )
+    .service(resource("/admin/openapi.json").route(read().to(openapi_json)))
     .default_service(web::to(route_not_found));
+}
+
+/// `401`: no valid `X-API-Key`.
+// Only described in the OpenAPI document; the answers themselves are `ApiError`s.
+#[allow(dead_code)]
+#[derive(IntoResponses)]
+pub(crate) enum Unauthorized {
+    /// `X-API-Key` is missing, repeated or wrong.
+    #[response(status = 401)]
+    Unauthorized(#[to_schema] ErrorBody<'static>),
 }
 
 /// Middleware of the whole admin app: `401` unless exactly one `X-API-Key`
@@ -84,33 +100,43 @@ pub(crate) async fn require_api_key(
     }
 }
 
-#[derive(Serialize)]
+/// A viewer's active streams, with the viewer.
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct ViewerStreams<'a> {
+pub(crate) struct ViewerStreams<'a> {
+    /// `user:<n>` or `session:<id>`.
     viewer: String,
     #[serde(flatten)]
-    streams: ListBody<'a>,
+    streams: StreamList<'a>,
 }
 
-async fn list(
+/// A viewer's active streams.
+#[utoipa::path(get, path = "/admin/viewers/{viewer}/streams", tag = "admin",
+    operation_id = "adminList",
+    params(PathViewer),
+    responses((status = 200, description = "Active streams", body = ViewerStreams<'static>),
+        BadInput, Unauthorized, StoreFailure))]
+pub(crate) async fn list(
     limiter: web::Data<StreamLimiter>,
     viewer: PathViewer,
 ) -> Result<HttpResponse, ApiError> {
     let active = limiter.active(&viewer.0).await?;
-    let streams = ListBody {
-        stream_count: active.len(),
-        active_streams: &active,
-    };
     Ok(json(
         StatusCode::OK,
         &ViewerStreams {
             viewer: viewer.0.to_string(),
-            streams,
+            streams: StreamList::from(active.as_slice()),
         },
     ))
 }
 
-async fn revoke(
+/// Revoke a stream: its heartbeat then answers `410 revoked`. Idempotent.
+#[utoipa::path(delete, path = "/admin/viewers/{viewer}/streams/{stream_id}", tag = "admin",
+    operation_id = "adminRevoke",
+    params(PathViewer, PathStream),
+    responses((status = 200, description = "Revoked by this call, or already stopped", body = Ended),
+        NotFound, BadInput, Unauthorized, StoreFailure))]
+pub(crate) async fn revoke(
     limiter: web::Data<StreamLimiter>,
     viewer: PathViewer,
     stream: PathStream,
@@ -124,10 +150,12 @@ async fn revoke(
 
 /// `{"maxStreams": n}` sets, `{"maxStreams": null}` clears; the key is required
 /// so that an empty body never clears an override by accident.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct LimitBody {
+pub(crate) struct LimitBody {
+    /// 1 to 1000, or `null` to clear the override.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<u32>, minimum = 1, maximum = 1000, required = true)]
     max_streams: Option<Option<u32>>,
 }
 
@@ -136,14 +164,24 @@ fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Option<u
     Option::<u32>::deserialize(deserializer).map(Some)
 }
 
-#[derive(Serialize)]
+/// The override now in force.
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct LimitSet {
+pub(crate) struct LimitSet {
     viewer: String,
+    /// `null`: the default limit applies.
+    #[schema(value_type = Option<u32>)]
     max_streams: Option<MaxStreams>,
 }
 
-async fn set_limit(
+/// Set or clear a viewer's limit.
+#[utoipa::path(put, path = "/admin/viewers/{viewer}/limit", tag = "admin",
+    operation_id = "adminSetLimit",
+    params(PathViewer),
+    request_body(content = LimitBody, content_type = "application/json"),
+    responses((status = 200, description = "Set (or cleared)", body = LimitSet),
+        BadBody, Unauthorized, StoreFailure))]
+pub(crate) async fn set_limit(
     limiter: web::Data<StreamLimiter>,
     viewer: PathViewer,
     body: JsonBody<LimitBody>,
@@ -167,37 +205,46 @@ async fn set_limit(
     ))
 }
 
-#[derive(Deserialize)]
-struct HistoryQuery {
-    limit: Option<usize>,
+/// `?limit=`: how many entries, 1 to 1000.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct HistoryQuery {
+    /// Most entries to return (default 100).
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<u16>,
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct HistoryEntry<'a> {
-    #[serde(flatten)]
-    record: &'a StreamRecord,
-    duration_seconds: u64,
-}
-
-#[derive(Serialize)]
-struct History<'a> {
+/// A viewer's ended streams, newest first.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct History<'a> {
     history: Vec<HistoryEntry<'a>>,
 }
 
-async fn history(
+/// A viewer's recent history, newest first.
+#[utoipa::path(get, path = "/admin/viewers/{viewer}/history", tag = "admin",
+    operation_id = "adminHistory",
+    params(PathViewer, HistoryQuery),
+    responses((status = 200, description = "Ended streams, newest first", body = History<'static>),
+        BadInput, Unauthorized, StoreFailure))]
+pub(crate) async fn history(
     limiter: web::Data<StreamLimiter>,
     viewer: PathViewer,
     query: web::Query<HistoryQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let max = query.limit.unwrap_or(DEFAULT_HISTORY).min(MAX_HISTORY);
+    let max = match query.limit {
+        None => DEFAULT_HISTORY,
+        Some(n @ 1..=MAX_HISTORY) => usize::from(n),
+        Some(_) => return Err(ApiError::BadRequest("limit must be between 1 and 1000")),
+    };
     let records = limiter.history(&viewer.0, max).await?;
-    let history = records
-        .iter()
-        .map(|record| HistoryEntry {
-            record,
-            duration_seconds: record.duration().as_secs(),
-        })
-        .collect();
+    let history = records.iter().map(HistoryEntry::from).collect();
     Ok(json(StatusCode::OK, &History { history }))
+}
+
+/// This description of the admin API (OpenAPI 3.1).
+#[utoipa::path(get, path = "/admin/openapi.json", tag = "admin", operation_id = "adminOpenapi",
+    responses((status = 200, description = "The OpenAPI 3.1 document", content_type = "application/json",
+        body = Object), Unauthorized))]
+pub(crate) async fn openapi_json() -> HttpResponse {
+    super::docs::admin_openapi_json()
 }

@@ -8,6 +8,7 @@ use stream_limit_core::StreamLimiter;
 
 use crate::error::cause_chain;
 use crate::respond::static_json;
+use crate::wire::Health;
 
 /// How long readiness waits for the store before calling it down.
 const PING_TIMEOUT: Duration = Duration::from_secs(2);
@@ -23,15 +24,27 @@ pub(crate) const READY_CACHE_TTL: Duration = Duration::from_secs(1);
 #[derive(Debug, Default)]
 pub(crate) struct Readiness(tokio::sync::Mutex<Option<(Instant, bool)>>);
 
-/// `GET /health`: `200 {"status":"UP"}` while the process serves. No store
-/// call, no allocation: load balancers may poll it as often as they like.
+/// The bodies, written once (`wire::Health`, checked by a test below).
+const UP: &str = r#"{"status":"UP"}"#;
+const DOWN: &str = r#"{"status":"DOWN","msg":"store unavailable"}"#;
+
+/// Liveness: `200` while the process serves.
+///
+/// No store call, no allocation: load balancers may poll it as often as they like.
+#[utoipa::path(get, path = "/health", tag = "operations", operation_id = "health",
+    responses((status = 200, description = "`{\"status\":\"UP\"}`", body = Health)))]
 pub(crate) async fn live() -> HttpResponse {
-    static_json(StatusCode::OK, r#"{"status":"UP"}"#)
+    static_json(StatusCode::OK, UP)
 }
 
-/// `GET /health/ready`: `200 {"status":"UP"}` when the store answered a ping
-/// within [`PING_TIMEOUT`], else `503 {"status":"DOWN","msg":"store unavailable"}`;
-/// an answer is reused for [`READY_CACHE_TTL`].
+/// Readiness: `200` when the store answers, `503` when not.
+///
+/// `200 {"status":"UP"}` when the store answered a ping within 2 s, else
+/// `503 {"status":"DOWN","msg":"store unavailable"}`; an answer is reused for
+/// a second, so polling it costs the store at most one ping per second.
+#[utoipa::path(get, path = "/health/ready", tag = "operations", operation_id = "ready",
+    responses((status = 200, description = "The store answers", body = Health),
+        (status = 503, description = "The store does not answer", body = Health)))]
 pub(crate) async fn ready(
     limiter: web::Data<StreamLimiter>,
     readiness: web::Data<Readiness>,
@@ -47,9 +60,9 @@ pub(crate) async fn ready(
     };
     drop(last);
     if up {
-        static_json(StatusCode::OK, r#"{"status":"UP"}"#)
+        static_json(StatusCode::OK, UP)
     } else {
-        down()
+        static_json(StatusCode::SERVICE_UNAVAILABLE, DOWN)
     }
 }
 
@@ -70,9 +83,21 @@ async fn ping(limiter: &StreamLimiter) -> bool {
     }
 }
 
-fn down() -> HttpResponse {
-    static_json(
-        StatusCode::SERVICE_UNAVAILABLE,
-        r#"{"status":"DOWN","msg":"store unavailable"}"#,
-    )
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fixed_bodies_are_the_documented_shape() {
+        let up = Health {
+            status: "UP",
+            msg: None,
+        };
+        let down = Health {
+            status: "DOWN",
+            msg: Some("store unavailable"),
+        };
+        assert_eq!(serde_json::to_string(&up).ok().as_deref(), Some(UP));
+        assert_eq!(serde_json::to_string(&down).ok().as_deref(), Some(DOWN));
+    }
 }

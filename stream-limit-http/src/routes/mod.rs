@@ -6,132 +6,78 @@
 //! - `watch`: the gateway's `/watch` routes, keyed by `Session-Id`.
 //! - `users`: REST leases of numeric users.
 //! - `streams`: what `/watch` and `/api/users` share: one outcome → response
-//!   mapping, parameterised by `streams::ViewerRoute`.
+//!   mapping, parameterised by `streams::Statuses`.
 //! - `admin`: the operator listener.
+//! - `docs`: the OpenAPI description of both listeners (`/api/openapi.json`,
+//!   `/admin/openapi.json`), from which `GET /api` is generated.
 //!
 //! Unknown paths answer `404 {"msg":"Route not found"}`; a known path with
 //! another method answers `405 {"msg":"Method not allowed"}`. `HEAD` is served
 //! wherever `GET` is (actix drops the body).
 
 pub(crate) mod admin;
+mod docs;
 pub(crate) mod health;
 mod seed;
 mod streams;
 mod users;
 mod watch;
 
-use actix_web::{
-    guard, web, FromRequest, Handler, HttpResponse, Resource, Responder, ResponseError, Route,
-    Scope,
-};
+use actix_web::middleware::from_fn;
+use actix_web::{guard, web, HttpResponse, Resource, ResponseError, Route};
 
 use crate::error::ApiError;
-use crate::extract::{PathUser, SessionHeader};
 
-/// Every public route, as `/api` lists it: `"METHOD /path"` → what it does.
-/// Keep in step with [`configure`]; a test checks each one answers.
-pub(crate) const ROUTES: &[(&str, &str)] = &[
-    ("GET /api", "this list of routes"),
-    ("GET /health", "liveness: 200 while the process serves"),
-    (
-        "GET /health/ready",
-        "readiness: 200 when the store answers, 503 when not",
-    ),
-    ("GET /metrics", "Prometheus metrics (text format)"),
-    (
-        "GET /api/startstream/:user_id",
-        "start a stream for a numeric user (?streamId= to retry idempotently)",
-    ),
-    (
-        "GET /api/endstream/:user_id",
-        "end the user's oldest stream, or ?streamId= one stream",
-    ),
-    (
-        "GET /watch",
-        "start a stream for the Session-Id header's viewer (?streamId, ?deviceId, ?contentId)",
-    ),
-    (
-        "GET /watch/streams",
-        "the Session-Id viewer's active streams",
-    ),
-    (
-        "POST /watch/streams/:stream_id/heartbeat",
-        "extend a Session-Id viewer's lease",
-    ),
-    (
-        "DELETE /watch/streams/:stream_id",
-        "end a Session-Id viewer's stream (idempotent)",
-    ),
-    (
-        "POST /api/users/:user_id/streams",
-        "start a stream for a numeric user (JSON body optional)",
-    ),
-    (
-        "GET /api/users/:user_id/streams",
-        "a numeric user's active streams",
-    ),
-    (
-        "POST /api/users/:user_id/streams/:stream_id/heartbeat",
-        "extend a numeric user's lease",
-    ),
-    (
-        "DELETE /api/users/:user_id/streams/:stream_id",
-        "end a numeric user's stream (idempotent)",
-    ),
-];
-
-/// Registers the public routes and the JSON 404 for unknown paths.
+/// Registers the public routes and the JSON 404 for unknown paths. Every
+/// route here is an operation of `docs::PublicApi` (a test calls each one).
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/health").route(read().to(health::live)))
         .service(resource("/health/ready").route(read().to(health::ready)))
         .service(resource("/metrics").route(read().to(crate::metrics::serve)))
         .service(resource("/api").route(read().to(seed::index)))
-        .service(seed_route("/api/startstream", seed::start))
-        .service(seed_route("/api/endstream", seed::end))
+        .service(resource("/api/openapi.json").route(read().to(docs::openapi_json)))
+        // `{prefix}/{user_id}` answered exactly as
+        // `resource("{prefix}/{user_id}").route(read().to(handler))` would,
+        // but without a regex: actix matches every `{param}` pattern with a
+        // regex per request, and on the seed routes (the hot path) that was
+        // about a tenth of the server's CPU; a static prefix is a string
+        // compare, and `seed::route_seed_user` does the rest (404 / 405 / 400)
+        // before any extractor runs.
+        .service(
+            web::scope("/api/startstream")
+                .wrap(from_fn(seed::route_seed_user))
+                .default_service(web::to(seed::start)),
+        )
+        .service(
+            web::scope("/api/endstream")
+                .wrap(from_fn(seed::route_seed_user))
+                .default_service(web::to(seed::end)),
+        )
         .service(
             web::scope("/watch")
-                .wrap(actix_web::middleware::from_fn(watch::echo_session_id))
+                .wrap(from_fn(watch::echo_session_id))
                 .service(resource("").route(read().to(watch::start)))
-                .service(resource("/streams").route(read().to(streams::list::<SessionHeader>)))
+                .service(resource("/streams").route(read().to(watch::list)))
                 .service(
                     resource("/streams/{stream_id}/heartbeat")
-                        .route(web::post().to(streams::heartbeat::<SessionHeader>)),
+                        .route(web::post().to(watch::heartbeat)),
                 )
-                .service(
-                    resource("/streams/{stream_id}")
-                        .route(web::delete().to(streams::end::<SessionHeader>)),
-                ),
+                .service(resource("/streams/{stream_id}").route(web::delete().to(watch::end))),
         )
         .service(
             resource("/api/users/{user_id}/streams")
                 .route(web::post().to(users::start))
-                .route(read().to(streams::list::<PathUser>)),
+                .route(read().to(users::list)),
         )
         .service(
             resource("/api/users/{user_id}/streams/{stream_id}/heartbeat")
-                .route(web::post().to(streams::heartbeat::<PathUser>)),
+                .route(web::post().to(users::heartbeat)),
         )
         .service(
             resource("/api/users/{user_id}/streams/{stream_id}")
-                .route(web::delete().to(streams::end::<PathUser>)),
+                .route(web::delete().to(users::end)),
         )
         .default_service(web::to(route_not_found));
-}
-
-/// `{prefix}/{user_id}` for `GET` and `HEAD`, answering exactly as
-/// `resource("{prefix}/{user_id}").route(read().to(handler))` would, but
-/// without a regex. actix matches every `{param}` pattern with a regex per
-/// request, and on the seed routes (the hot path) that was about a tenth of
-/// the server's CPU; a static prefix is a string compare. The handler's first
-/// argument, [`SeedUser`](crate::extract::SeedUser), does the rest of the
-/// routing (404 / 405).
-fn seed_route<F, Args>(prefix: &str, handler: F) -> Scope
-where
-    F: Handler<Args>,
-    Args: FromRequest + 'static,
-    F::Output: Responder + 'static,
-{
-    web::scope(prefix).default_service(web::to(handler))
 }
 
 /// A resource whose other methods answer the JSON 405.
@@ -161,24 +107,32 @@ mod tests {
     use actix_web::{App, HttpResponse};
 
     use super::*;
-    use crate::extract::SeedUser;
+    use crate::extract::{PathUser, StartParams};
 
     #[actix_web::test]
     async fn a_seed_route_answers_like_the_user_id_resource_it_replaces() {
         let by_resource = init_service(
             App::new()
                 .service(resource("/api/startstream/{user_id}").route(read().to(
-                    |user: PathUser| async move { HttpResponse::Ok().body(user.0.to_string()) },
+                    |user: PathUser, _: StartParams| async move {
+                        HttpResponse::Ok().body(user.0.to_string())
+                    },
                 )))
                 .default_service(web::to(route_not_found)),
         )
         .await;
         let by_scope = init_service(
             App::new()
-                .service(seed_route(
-                    "/api/startstream",
-                    |user: SeedUser| async move { HttpResponse::Ok().body(user.0.to_string()) },
-                ))
+                .service(
+                    web::scope("/api/startstream")
+                        .wrap(from_fn(seed::route_seed_user))
+                        // The user comes last: the middleware routes first anyway.
+                        .default_service(web::to(
+                            |_: StartParams, user: seed::SeedUser| async move {
+                                HttpResponse::Ok().body(user.0.to_string())
+                            },
+                        )),
+                )
                 .default_service(web::to(route_not_found)),
         )
         .await;
@@ -193,6 +147,9 @@ mod tests {
             "/api/startstream/1%2F2",
             "/api/startstream/%2e%2e",
             "/api/startstream/12?streamId=x",
+            // A query that fails to parse: the path's answer still comes first.
+            "/api/startstream/abc?streamId=1&streamId=2",
+            "/api/startstream/12/extra?streamId=1&streamId=2",
             "/api/startstream/abc",
             "/api/startstream/-1",
             "/api/startstream/9223372036854775808",

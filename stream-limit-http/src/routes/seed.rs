@@ -1,91 +1,120 @@
 //! The seed contract: `/api`, `/api/startstream/{user_id}`,
-//! `/api/endstream/{user_id}`. Old clients and a test suite depend on these
-//! exact bodies; new fields are only ever added beside the old keys.
+//! `/api/endstream/{user_id}`, the v1 API of the Node service this one
+//! replaces. Old clients and a test suite depend on these exact bodies; new
+//! fields are only ever added beside the old keys.
 //!
 //! These are the hot path (one call per playback start), so responses are
-//! serialized straight from borrowed structs.
+//! serialized straight from borrowed structs, and the two `{user_id}` routes
+//! are matched without a regex (see [`seed_user`]).
 
 use std::sync::OnceLock;
 
-use actix_web::http::StatusCode;
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::{Method, StatusCode};
+use actix_web::middleware::Next;
 use actix_web::web::{self, Bytes};
-use actix_web::HttpResponse;
-use serde::ser::{Serialize, SerializeMap, Serializer};
+use actix_web::{HttpMessage, HttpResponse, ResponseError};
+use serde::Serialize;
 use stream_limit_core::{
-    Client, EndOldestOutcome, EndOutcome, EndReason, Lease, StartOutcome, StreamId, StreamLimiter,
-    Timestamp, ViewerId,
+    Client, EndOldestOutcome, EndOutcome, EndReason, StartOutcome, StreamLimiter, UserId, ViewerId,
 };
+use utoipa::ToSchema;
 
-use super::ROUTES;
+use super::docs::{self, Gone, StoreFailure};
 use crate::error::ApiError;
-use crate::extract::{IdempotencyHeader, SeedUser, StartParams};
+use crate::extract::{IdempotencyHeader, PathUser, RawStart, StartParams, StreamQuery};
 use crate::respond::{json, json_content_type};
+use crate::wire::{Admitted, Envelope, ErrorBody, Reason, Refused, SeedClosed, SeedStart};
 
-/// `{"streamStatus": …}`, the seed routes' envelope.
-#[derive(serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Envelope<T> {
-    stream_status: T,
+/// A seed start's `streamStatus`: the admission or the refusal, each with
+/// `isNewStreamAllowed`.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub(crate) enum SeedStartStatus<'a> {
+    /// `isNewStreamAllowed: true`.
+    Admitted(SeedStart<Admitted<'a>>),
+    /// `isNewStreamAllowed: false`, with the active streams.
+    Refused(SeedStart<Refused<'a>>),
 }
 
-#[derive(serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Allowed<'a> {
-    is_new_stream_allowed: bool,
-    stream_count: u32,
-    stream_id: StreamId,
-    expires_at: &'a Timestamp,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    replayed: bool,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    degraded: bool,
-    #[serde(skip_serializing_if = "<[_]>::is_empty")]
-    evicted: &'a [StreamId],
-}
-
-#[derive(serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Refused<'a> {
-    is_new_stream_allowed: bool,
-    stream_count: u32,
-    active_streams: &'a [Lease],
-}
-
-#[derive(serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Closed {
-    msg: &'static str,
-    stream_count: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    reason: Option<EndReason>,
-}
-
-/// [`ROUTES`] as a JSON object.
-struct RouteIndex;
-
-impl Serialize for RouteIndex {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(Some(ROUTES.len()))?;
-        for (route, what) in ROUTES {
-            map.serialize_entry(route, what)?;
-        }
-        map.end()
-    }
-}
-
-/// `GET /api`: every public route, keyed `"METHOD /path"`. Serialized once.
+/// Every public route, keyed `"METHOD /path"` (`:name` for a path
+/// parameter), each with its summary.
+#[utoipa::path(get, path = "/api", tag = "seed", operation_id = "routeIndex",
+    responses((status = 200, description = "Every public route, keyed `\"METHOD /path\"`",
+        body = std::collections::BTreeMap<String, String>,
+        example = json!({"GET /api": "Every public route, keyed \"METHOD /path\""}))))]
 pub(crate) async fn index() -> HttpResponse {
     static INDEX: OnceLock<Bytes> = OnceLock::new();
-    let body =
-        INDEX.get_or_init(|| Bytes::from(serde_json::to_vec(&RouteIndex).unwrap_or_default()));
+    let body = INDEX.get_or_init(|| Bytes::from(docs::route_index()));
     HttpResponse::Ok()
         .insert_header(json_content_type())
         .body(body.clone())
 }
 
-/// `GET /api/startstream/{user_id}`: `200` with `isNewStreamAllowed` true or
-/// false (old clients read the flag, not the status); `410` when `?streamId=`
-/// names a stream that has ended. Starts get the long seed-route lease.
+/// The user a seed route's middleware found, for the handler's extractor.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SeedUser(pub(crate) UserId);
+
+/// Middleware of the seed scopes, which match only their static prefix: it
+/// finishes the routing that a `{user_id}` resource would do, with the same
+/// answers, before any extractor runs (so no extractor's 400 can come first):
+/// anything but one non-empty segment is `404`, a method other than
+/// `GET`/`HEAD` is `405`, then the id is parsed (`400`).
+pub(crate) async fn route_seed_user(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
+    match seed_user(req.match_info().unprocessed(), req.method()) {
+        Ok(user) => {
+            req.extensions_mut().insert(SeedUser(user));
+            Ok(next.call(req).await?.map_into_boxed_body())
+        }
+        Err(error) => Ok(req.into_response(error.error_response())),
+    }
+}
+
+/// `rest` is the path after the scope's prefix, as actix matched it (already
+/// percent-decoded where actix decodes, exactly like a `{user_id}` segment).
+fn seed_user(rest: &str, method: &Method) -> Result<UserId, ApiError> {
+    // actix's `{user_id}` is the regex `[^/]+`, anchored at both ends.
+    let raw = rest
+        .strip_prefix('/')
+        .filter(|segment| !segment.is_empty() && !segment.contains('/'))
+        .ok_or(ApiError::RouteNotFound)?;
+    if method != Method::GET && method != Method::HEAD {
+        return Err(ApiError::MethodNotAllowed);
+    }
+    UserId::parse(raw).map_err(|_| ApiError::InvalidUserId)
+}
+
+impl actix_web::FromRequest for SeedUser {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &actix_web::HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        // Set by `route_seed_user`, which runs before every seed handler.
+        let user = req.extensions().get::<SeedUser>().copied();
+        std::future::ready(user.ok_or(ApiError::RouteNotFound))
+    }
+}
+
+/// Start a stream for a numeric user (seed contract).
+///
+/// `200` whether admitted or not: old clients read `isNewStreamAllowed`.
+/// `?streamId=` makes retries idempotent; `?replaces=` takes over an active
+/// stream in the same decision. The lease is the long seed-route one.
+#[utoipa::path(get, path = "/api/startstream/{user_id}", tag = "seed",
+    operation_id = "seedStart",
+    params(PathUser, IdempotencyHeader, RawStart),
+    responses(
+        (status = 200, description = "Admitted (`isNewStreamAllowed: true`) or refused at the limit (`false`)",
+            body = Envelope<SeedStartStatus<'static>>,
+            links(("end" = (operation_id = "seedEnd", parameters(("user_id" = "$request.path.user_id"),
+                ("streamId" = "$response.body#/streamStatus/streamId")))))),
+        (status = 400, description = "`user_id` is not a number (`msg` only, the historical body), or a query value is invalid", body = ErrorBody<'static>),
+        Gone, docs::NotRouted, StoreFailure,
+    ))]
 pub(crate) async fn start(
     limiter: web::Data<StreamLimiter>,
     user: SeedUser,
@@ -94,45 +123,53 @@ pub(crate) async fn start(
 ) -> Result<HttpResponse, ApiError> {
     let options = params.0.parse(key)?;
     let viewer = ViewerId::User(user.0);
-    match limiter.start(viewer, Client::SeedRoute, options).await? {
-        StartOutcome::Admitted(admission) => Ok(json(
-            StatusCode::OK,
-            &Envelope {
-                stream_status: Allowed {
-                    is_new_stream_allowed: true,
-                    stream_count: admission.active_count,
-                    stream_id: admission.lease.stream_id,
-                    expires_at: &admission.lease.expires_at,
-                    replayed: admission.replayed,
-                    degraded: admission.degraded,
-                    evicted: &admission.evicted,
-                },
-            },
-        )),
-        StartOutcome::Refused(refusal) => Ok(json(
-            StatusCode::OK,
-            &Envelope {
-                stream_status: Refused {
-                    is_new_stream_allowed: false,
-                    stream_count: refusal.active_count(),
-                    active_streams: &refusal.active,
-                },
-            },
-        )),
-        StartOutcome::Gone(reason) => Err(ApiError::StreamAlreadyEnded(reason)),
-    }
+    let outcome = limiter.start(viewer, Client::SeedRoute, options).await?;
+    let status = match &outcome {
+        StartOutcome::Admitted(admission) => SeedStartStatus::Admitted(SeedStart {
+            is_new_stream_allowed: true,
+            decision: Admitted::from(admission),
+        }),
+        StartOutcome::Refused(refusal) => SeedStartStatus::Refused(SeedStart {
+            is_new_stream_allowed: false,
+            decision: Refused::from(refusal),
+        }),
+        StartOutcome::Gone(reason) => {
+            return Err(ApiError::StreamGone {
+                reason: *reason,
+                on_start: true,
+            })
+        }
+    };
+    Ok(json(
+        StatusCode::OK,
+        &Envelope {
+            stream_status: status,
+        },
+    ))
 }
 
-/// `GET /api/endstream/{user_id}`: ends the user's oldest stream, or with
-/// `?streamId=` that stream (idempotently).
+/// End a numeric user's oldest stream, or with `?streamId=` that stream (seed contract).
+///
+/// Ending a stream that already stopped answers `200` with
+/// `"stream already closed"` and the reason; nothing changes.
+#[utoipa::path(get, path = "/api/endstream/{user_id}", tag = "seed",
+    operation_id = "seedEnd",
+    params(PathUser, StreamQuery),
+    responses(
+        (status = 200, description = "Ended (`stream closed`), or already stopped (`stream already closed`, with `reason`)",
+            body = Envelope<SeedClosed>),
+        (status = 400, description = "`user_id` is not a number, the user has no active stream, or was never seen (`msg` only, the historical bodies); or `streamId` is not a UUID", body = ErrorBody<'static>),
+        (status = 404, description = "`streamId` names no stream of this user (`stream_not_found`), or the path is not a route", body = ErrorBody<'static>),
+        (status = 405, description = "A method other than GET or HEAD", body = ErrorBody<'static>),
+        StoreFailure,
+    ))]
 pub(crate) async fn end(
     limiter: web::Data<StreamLimiter>,
     user: SeedUser,
-    params: StartParams,
+    stream: StreamQuery,
 ) -> Result<HttpResponse, ApiError> {
     let viewer = ViewerId::User(user.0);
-    let stream_id = params.0.parse(IdempotencyHeader::default())?.stream_id;
-    let Some(stream_id) = stream_id else {
+    let Some(stream_id) = stream.0 else {
         return match limiter.end_oldest(&viewer).await? {
             EndOldestOutcome::Ended { active_count, .. } => Ok(closed(active_count, None)),
             EndOldestOutcome::NoActiveStreams => Err(ApiError::NoActiveStreams),
@@ -161,10 +198,10 @@ fn closed(stream_count: u32, already: Option<EndReason>) -> HttpResponse {
     json(
         StatusCode::OK,
         &Envelope {
-            stream_status: Closed {
+            stream_status: SeedClosed {
                 msg,
                 stream_count,
-                reason: already,
+                reason: already.map(Reason),
             },
         },
     )

@@ -1,203 +1,93 @@
 //! What the `/watch` routes and the `/api/users` REST routes share: both
-//! address "a viewer's streams", only the viewer's source and two status codes
-//! differ. The outcome → response mapping is written once here, generic over
-//! [`ViewerRoute`].
+//! address "a viewer's streams"; only where the viewer comes from and two
+//! status codes differ ([`Statuses`]). The outcome → response mapping is
+//! written once here.
 
 use actix_web::http::header::LOCATION;
 use actix_web::http::StatusCode;
-use actix_web::{web, FromRequest, HttpResponse};
-use serde::Serialize;
+use actix_web::HttpResponse;
 use stream_limit_core::{
-    Client, EndOutcome, EndReason, HeartbeatOutcome, Lease, StartOptions, StartOutcome, StreamId,
-    StreamLimiter, Timestamp, ViewerId,
+    Client, EndOutcome, HeartbeatOutcome, StartOptions, StartOutcome, StreamId, StreamLimiter,
+    ViewerId,
 };
 
 use crate::error::ApiError;
-use crate::extract::{PathStream, PathUser, SessionHeader};
 use crate::respond::{json, json_with};
+use crate::wire::{Admitted, Ended, Extended, LimitReached, Reason, StreamList};
 
-/// A source of the viewer for the heartbeating routes.
-pub(crate) trait ViewerRoute: FromRequest + 'static {
-    /// Status of a fresh admission.
-    const ADMITTED: StatusCode;
-    /// Status of a refusal at the limit.
-    const REFUSED: StatusCode;
-    /// The viewer whose streams these are.
-    fn viewer(&self) -> ViewerId;
-    /// Where the new lease lives, for a `Location` header.
-    fn location(&self, _stream_id: StreamId) -> Option<String> {
-        None
-    }
+/// How a family of routes answers a start.
+pub(crate) struct Statuses {
+    /// A fresh admission (a replay is always `200`).
+    pub(crate) admitted: StatusCode,
+    /// A refusal at the limit.
+    pub(crate) refused: StatusCode,
 }
 
-/// `/watch`: the viewer is the `Session-Id` header. A refusal is `401`, as
-/// API gateways expect (the contract's promise).
-impl ViewerRoute for SessionHeader {
-    const ADMITTED: StatusCode = StatusCode::OK;
-    const REFUSED: StatusCode = StatusCode::UNAUTHORIZED;
-    fn viewer(&self) -> ViewerId {
-        ViewerId::Session(self.0.clone())
-    }
-}
-
-/// `/api/users/{user_id}`: REST; a new lease is `201 Created` with a
-/// `Location`, a refusal `409 Conflict`.
-impl ViewerRoute for PathUser {
-    const ADMITTED: StatusCode = StatusCode::CREATED;
-    const REFUSED: StatusCode = StatusCode::CONFLICT;
-    fn viewer(&self) -> ViewerId {
-        ViewerId::User(self.0)
-    }
-    fn location(&self, stream_id: StreamId) -> Option<String> {
-        Some(format!("/api/users/{}/streams/{stream_id}", self.0))
-    }
-}
-
-/// An admitted (or replayed) lease.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct AdmittedBody<'a> {
-    stream_id: StreamId,
-    stream_count: u32,
-    expires_at: &'a Timestamp,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    replayed: bool,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    degraded: bool,
-    #[serde(skip_serializing_if = "<[_]>::is_empty")]
-    evicted: &'a [StreamId],
-}
-
-/// A refusal at the limit, with what the viewer could stop instead.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct RefusedBody<'a> {
-    msg: &'static str,
-    code: &'static str,
-    stream_count: u32,
-    max_streams: u32,
-    active_streams: &'a [Lease],
-}
-
-/// A viewer's active streams.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct ListBody<'a> {
-    /// How many.
-    pub(crate) stream_count: usize,
-    /// Oldest first.
-    pub(crate) active_streams: &'a [Lease],
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct ExtendedBody<'a> {
-    stream_id: StreamId,
-    expires_at: &'a Timestamp,
-}
-
-/// The answer to ending (or revoking) one stream; `ended` says whether this
-/// call changed anything.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct EndedBody {
-    stream_id: StreamId,
-    ended: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    stream_count: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    reason: Option<EndReason>,
-}
-
-/// Starts a heartbeating stream for `viewer`: admitted `V::ADMITTED` (200 when
-/// replayed), refused `V::REFUSED`, a named stream that ended `410`.
-pub(crate) async fn start<V: ViewerRoute>(
+/// Starts a heartbeating stream: admitted `statuses.admitted` (200 when
+/// replayed), refused `statuses.refused`, a named stream that ended `410`.
+/// `location` names where a new lease lives, for a `Location` header.
+pub(crate) async fn start(
     limiter: &StreamLimiter,
-    viewer: &V,
+    viewer: ViewerId,
     options: StartOptions,
+    statuses: Statuses,
+    location: impl FnOnce(StreamId) -> Option<String>,
 ) -> Result<HttpResponse, ApiError> {
-    match limiter
-        .start(viewer.viewer(), Client::Heartbeating, options)
-        .await?
-    {
+    match limiter.start(viewer, Client::Heartbeating, options).await? {
         StartOutcome::Admitted(admission) => {
-            let lease = &admission.lease;
             let status = if admission.replayed {
                 StatusCode::OK
             } else {
-                V::ADMITTED
+                statuses.admitted
             };
             let mut builder = HttpResponse::build(status);
-            if let Some(location) = viewer.location(lease.stream_id) {
+            if let Some(location) = location(admission.lease.stream_id) {
                 builder.insert_header((LOCATION, location));
             }
-            let body = AdmittedBody {
-                stream_id: lease.stream_id,
-                stream_count: admission.active_count,
-                expires_at: &lease.expires_at,
-                replayed: admission.replayed,
-                degraded: admission.degraded,
-                evicted: &admission.evicted,
-            };
-            Ok(json_with(builder, &body))
+            Ok(json_with(builder, &Admitted::from(&admission)))
         }
-        StartOutcome::Refused(refusal) => Ok(json(
-            V::REFUSED,
-            &RefusedBody {
-                msg: "stream limit reached",
-                code: "stream_limit_reached",
-                stream_count: refusal.active_count(),
-                max_streams: refusal.limit.get(),
-                active_streams: &refusal.active,
-            },
-        )),
-        StartOutcome::Gone(reason) => Err(ApiError::StreamAlreadyEnded(reason)),
+        StartOutcome::Refused(refusal) => Ok(json(statuses.refused, &LimitReached::from(&refusal))),
+        StartOutcome::Gone(reason) => Err(ApiError::StreamGone {
+            reason,
+            on_start: true,
+        }),
     }
 }
 
-/// `GET …/streams`: `200 {"streamCount","activeStreams"}`.
-pub(crate) async fn list<V: ViewerRoute>(
-    limiter: web::Data<StreamLimiter>,
-    viewer: V,
+/// `200 {"streamCount","activeStreams"}`.
+pub(crate) async fn list(
+    limiter: &StreamLimiter,
+    viewer: &ViewerId,
 ) -> Result<HttpResponse, ApiError> {
-    let active = limiter.active(&viewer.viewer()).await?;
-    Ok(json(
-        StatusCode::OK,
-        &ListBody {
-            stream_count: active.len(),
-            active_streams: &active,
-        },
-    ))
+    let active = limiter.active(viewer).await?;
+    Ok(json(StatusCode::OK, &StreamList::from(active.as_slice())))
 }
 
-/// `POST …/streams/{stream_id}/heartbeat`: `200 {"streamId","expiresAt"}`,
-/// `410` with the reason once the lease is over, `404` for an unknown stream.
-pub(crate) async fn heartbeat<V: ViewerRoute>(
-    limiter: web::Data<StreamLimiter>,
-    viewer: V,
-    stream: PathStream,
+/// `200 {"streamId","expiresAt","heartbeatIntervalSeconds"}`, `410` with the
+/// reason once the lease is over, `404` for an unknown stream.
+pub(crate) async fn heartbeat(
+    limiter: &StreamLimiter,
+    viewer: &ViewerId,
+    stream_id: StreamId,
 ) -> Result<HttpResponse, ApiError> {
-    match limiter.heartbeat(&viewer.viewer(), stream.0).await? {
-        HeartbeatOutcome::Extended(lease) => Ok(json(
-            StatusCode::OK,
-            &ExtendedBody {
-                stream_id: lease.stream_id,
-                expires_at: &lease.expires_at,
-            },
-        )),
-        HeartbeatOutcome::Gone(reason) => Err(ApiError::StreamGone(reason)),
+    match limiter.heartbeat(viewer, stream_id).await? {
+        HeartbeatOutcome::Extended(lease) => Ok(json(StatusCode::OK, &Extended::from(&lease))),
+        HeartbeatOutcome::Gone(reason) => Err(ApiError::StreamGone {
+            reason,
+            on_start: false,
+        }),
         HeartbeatOutcome::NotFound => Err(ApiError::StreamNotFound),
     }
 }
 
-/// `DELETE …/streams/{stream_id}`: idempotent; see [`end_response`].
-pub(crate) async fn end<V: ViewerRoute>(
-    limiter: web::Data<StreamLimiter>,
-    viewer: V,
-    stream: PathStream,
+/// Ends one stream; idempotent, see [`end_response`].
+pub(crate) async fn end(
+    limiter: &StreamLimiter,
+    viewer: &ViewerId,
+    stream_id: StreamId,
 ) -> Result<HttpResponse, ApiError> {
-    let outcome = limiter.end(&viewer.viewer(), stream.0).await?;
-    end_response(stream.0, outcome)
+    let outcome = limiter.end(viewer, stream_id).await?;
+    end_response(stream_id, outcome)
 }
 
 /// `200 {"streamId","ended":true,"streamCount"}` when this call ended the
@@ -208,17 +98,17 @@ pub(crate) fn end_response(
     outcome: EndOutcome,
 ) -> Result<HttpResponse, ApiError> {
     let body = match outcome {
-        EndOutcome::Ended { active_count, .. } => EndedBody {
+        EndOutcome::Ended { active_count, .. } => Ended {
             stream_id,
             ended: true,
             stream_count: Some(active_count),
             reason: None,
         },
-        EndOutcome::AlreadyEnded(reason) => EndedBody {
+        EndOutcome::AlreadyEnded(reason) => Ended {
             stream_id,
             ended: false,
             stream_count: None,
-            reason: Some(reason),
+            reason: Some(Reason(reason)),
         },
         EndOutcome::NotFound => return Err(ApiError::StreamNotFound),
     };

@@ -1,20 +1,50 @@
 //! `/watch`: API gateways start streams for the viewer named by the
-//! `Session-Id` header. The list, heartbeat and end routes are the generic ones
-//! of [`super::streams`]; this module adds the start and the header echo.
+//! `Session-Id` header, and players list, heartbeat and end them. A refusal
+//! is `401`, as gateways expect (the contract's promise); every answer echoes
+//! a valid `Session-Id`.
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::StatusCode;
 use actix_web::middleware::Next;
 use actix_web::{web, HttpResponse};
-use stream_limit_core::{SessionId, StreamLimiter};
+use stream_limit_core::{SessionId, StreamLimiter, ViewerId};
 
-use super::streams;
+use super::docs::{BadInput, Gone, NotFound, StoreFailure};
+use super::streams::{self, Statuses};
 use crate::error::ApiError;
-use crate::extract::{IdempotencyHeader, SessionHeader, StartParams, SESSION_ID};
+use crate::extract::{
+    IdempotencyHeader, PathStream, RawStart, SessionHeader, StartParams, SESSION_ID,
+};
+use crate::wire::{Admitted, Ended, Extended, LimitReached, StreamList};
 
-/// `GET /watch`: admitted `200 {"streamId","streamCount","expiresAt",…}`,
-/// refused `401` listing the active streams, a named stream that ended `410`.
-/// Query `streamId` (or an `Idempotency-Key` header) makes retries idempotent.
+fn viewer(session: SessionHeader) -> ViewerId {
+    ViewerId::Session(session.0)
+}
+
+/// Start a stream for the `Session-Id` viewer.
+///
+/// Query `streamId` (or an `Idempotency-Key` header) makes retries
+/// idempotent; `replaces` names an active stream to take over in the same
+/// decision.
+#[utoipa::path(get, path = "/watch", tag = "gateway",
+    operation_id = "watchStart",
+    params(SessionHeader, IdempotencyHeader, RawStart),
+    responses(
+        (status = 200, description = "Admitted, or replayed (same `streamId`)", body = Admitted<'static>,
+            headers(("Session-Id" = String, description = "The request's Session-Id")),
+            links(
+                ("heartbeat" = (operation_id = "watchHeartbeat",
+                    parameters(("stream_id" = "$response.body#/streamId"),
+                        ("Session-Id" = "$request.header.Session-Id")))),
+                ("end" = (operation_id = "watchEnd",
+                    parameters(("stream_id" = "$response.body#/streamId"),
+                        ("Session-Id" = "$request.header.Session-Id")))),
+            )),
+        (status = 401, description = "At the limit: the active streams are listed", body = LimitReached<'static>,
+            headers(("Session-Id" = String, description = "The request's Session-Id"))),
+        Gone, BadInput, StoreFailure,
+    ))]
 pub(crate) async fn start(
     limiter: web::Data<StreamLimiter>,
     session: SessionHeader,
@@ -22,7 +52,52 @@ pub(crate) async fn start(
     key: IdempotencyHeader,
 ) -> Result<HttpResponse, ApiError> {
     let options = params.0.parse(key)?;
-    streams::start(&limiter, &session, options).await
+    let statuses = Statuses {
+        admitted: StatusCode::OK,
+        refused: StatusCode::UNAUTHORIZED,
+    };
+    streams::start(&limiter, viewer(session), options, statuses, |_| None).await
+}
+
+/// The `Session-Id` viewer's active streams, oldest first.
+#[utoipa::path(get, path = "/watch/streams", tag = "gateway",
+    operation_id = "watchList",
+    params(SessionHeader),
+    responses((status = 200, description = "Active streams", body = StreamList<'static>), BadInput, StoreFailure))]
+pub(crate) async fn list(
+    limiter: web::Data<StreamLimiter>,
+    session: SessionHeader,
+) -> Result<HttpResponse, ApiError> {
+    streams::list(&limiter, &viewer(session)).await
+}
+
+/// Extend a `Session-Id` viewer's lease by its TTL.
+#[utoipa::path(post, path = "/watch/streams/{stream_id}/heartbeat", tag = "gateway",
+    operation_id = "watchHeartbeat",
+    params(SessionHeader, PathStream),
+    responses((status = 200, description = "Extended", body = Extended<'static>),
+        Gone, NotFound, BadInput, StoreFailure))]
+pub(crate) async fn heartbeat(
+    limiter: web::Data<StreamLimiter>,
+    session: SessionHeader,
+    stream: PathStream,
+) -> Result<HttpResponse, ApiError> {
+    streams::heartbeat(&limiter, &viewer(session), stream.0).await
+}
+
+/// End a `Session-Id` viewer's stream. Idempotent: ending it again answers
+/// `200` with `ended: false` and the reason it stopped.
+#[utoipa::path(delete, path = "/watch/streams/{stream_id}", tag = "gateway",
+    operation_id = "watchEnd",
+    params(SessionHeader, PathStream),
+    responses((status = 200, description = "Ended by this call, or already stopped", body = Ended),
+        NotFound, BadInput, StoreFailure))]
+pub(crate) async fn end(
+    limiter: web::Data<StreamLimiter>,
+    session: SessionHeader,
+    stream: PathStream,
+) -> Result<HttpResponse, ApiError> {
+    streams::end(&limiter, &viewer(session), stream.0).await
 }
 
 /// Middleware of the `/watch` scope: every answer, errors included, echoes the

@@ -7,9 +7,7 @@ use chrono::{DateTime, Utc};
 use reqwest::{Method, Response, StatusCode};
 use serde_json::Value;
 use stream_limit_core::store::MockLeaseStore;
-use stream_limit_core::{
-    Clock, InMemoryStore, LeaseStore, ManualClock, StoreError, StreamLimiter, SweepReport,
-};
+use stream_limit_core::{Clock, InMemoryStore, LeaseStore, ManualClock, StoreError, SweepReport};
 use stream_limit_http::{Application, Settings};
 
 /// The admin key of test apps that enable the admin listener.
@@ -60,8 +58,7 @@ pub async fn spawn_on(
     store: Arc<dyn LeaseStore>,
     clock: Arc<ManualClock>,
 ) -> TestApp {
-    let limiter = StreamLimiter::new(store, settings.limiter_config());
-    let app = Application::with_limiter(settings, limiter)
+    let app = Application::with_store(settings, store)
         .await
         .expect("the app builds");
     let address = format!("http://127.0.0.1:{}", app.port());

@@ -17,6 +17,7 @@ fn t(seconds: i64) -> Timestamp {
 
 fn request(stream: u128, on_limit: OnLimit) -> StartRequest {
     StartRequest {
+        replaces: None,
         viewer: ViewerId::User(UserId::parse("1").expect("valid")),
         stream_id: StreamId::from(uuid::Uuid::from_u128(stream)),
         generated_id: false,
@@ -268,4 +269,80 @@ proptest! {
             prop_assert!(book.active(t(now)).len() <= 3);
         }
     }
+}
+
+fn take_over(stream: u128, replaces: u128, on_limit: OnLimit) -> StartRequest {
+    StartRequest {
+        replaces: Some(id(replaces)),
+        ..request(stream, on_limit)
+    }
+}
+
+#[test]
+fn a_take_over_at_the_limit_ends_the_named_stream_and_admits_in_one_decision() {
+    let mut book = ViewerBook::default();
+    for n in 1..=3 {
+        admitted(book.start(&request(n, OnLimit::Reject), t(n as i64)));
+    }
+    let a = admitted(book.start(&take_over(4, 2, OnLimit::Reject), t(10)));
+    assert_eq!(a.replaced, Some(id(2)));
+    assert!(a.evicted.is_empty());
+    assert_eq!(a.active_count, 3);
+    let ids: Vec<_> = book.active(t(10)).iter().map(|l| l.stream_id).collect();
+    assert_eq!(ids, vec![id(1), id(3), id(4)]);
+    assert!(matches!(
+        book.heartbeat(id(2), t(11)),
+        HeartbeatOutcome::Gone(EndReason::Replaced)
+    ));
+    assert_eq!(book.history(1)[0].reason, EndReason::Replaced);
+    assert_eq!(book.history(1)[0].ended_at, t(10));
+}
+
+#[test]
+fn a_take_over_of_a_stream_that_is_not_active_is_a_plain_start() {
+    let mut book = ViewerBook::default();
+    for n in 1..=3 {
+        admitted(book.start(&request(n, OnLimit::Reject), t(0)));
+    }
+    // Unknown, and already ended: neither frees a slot.
+    assert!(matches!(
+        book.start(&take_over(4, 99, OnLimit::Reject), t(1)),
+        StartOutcome::Refused(_)
+    ));
+    assert!(matches!(
+        book.end(id(1), EndReason::Ended, t(2)),
+        EndOutcome::Ended { .. }
+    ));
+    let a = admitted(book.start(&take_over(5, 1, OnLimit::Reject), t(3)));
+    assert_eq!((a.replaced, a.active_count), (None, 3));
+    // A stream cannot replace itself: naming its own id is a replay.
+    let again = admitted(book.start(&take_over(5, 5, OnLimit::Reject), t(4)));
+    assert!(again.replayed && again.replaced.is_none());
+}
+
+#[test]
+fn a_refused_take_over_leaves_the_named_stream_playing() {
+    let mut book = ViewerBook::default();
+    for n in 1..=3 {
+        admitted(book.start(&request(n, OnLimit::Reject), t(0)));
+    }
+    // The limit was lowered below what the viewer holds: freeing one slot is not enough.
+    book.limit = Some(MaxStreams::new(2).expect("valid"));
+    match book.start(&take_over(4, 1, OnLimit::Reject), t(1)) {
+        StartOutcome::Refused(r) => assert_eq!(r.active.len(), 3),
+        other => panic!("expected refusal, got {other:?}"),
+    }
+    assert_eq!(book.active(t(1)).len(), 3);
+    // Under evict_oldest the take-over still happens, and evicts the excess.
+    let a = admitted(book.start(&take_over(4, 3, OnLimit::EvictOldest), t(2)));
+    assert_eq!(a.replaced, Some(id(3)));
+    assert_eq!(a.evicted, vec![id(1)]);
+    let ids: Vec<_> = book.active(t(2)).iter().map(|l| l.stream_id).collect();
+    assert_eq!(ids, vec![id(2), id(4)]);
+}
+
+#[test]
+fn a_heartbeat_interval_is_a_third_of_the_lease() {
+    let a = admitted(ViewerBook::default().start(&request(1, OnLimit::Reject), t(0)));
+    assert_eq!(a.lease.heartbeat_interval(), Duration::from_secs(20));
 }
