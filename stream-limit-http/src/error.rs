@@ -9,6 +9,7 @@
 use std::error::Error as StdError;
 use std::fmt::Write as _;
 
+use actix_web::http::header::{HeaderValue, ALLOW};
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use stream_limit_core::{EndReason, StoreError};
@@ -58,7 +59,8 @@ pub enum ApiError {
     RouteNotFound,
     /// 405: the path exists, the method does not.
     #[error("Method not allowed")]
-    MethodNotAllowed,
+    /// (The methods the path has, for the `Allow` header.)
+    MethodNotAllowed(&'static str),
     /// 410: the named stream no longer counts: a heartbeat's player should
     /// stop; a start that named it must start a new stream.
     #[error("{}", if *.on_start { "stream already ended" } else { "stream is no longer active" })]
@@ -114,7 +116,7 @@ impl ApiError {
             Self::Unauthorized => answer(S::UNAUTHORIZED, Some("unauthorized")),
             Self::StreamNotFound => answer(S::NOT_FOUND, Some("stream_not_found")),
             Self::RouteNotFound => answer(S::NOT_FOUND, None),
-            Self::MethodNotAllowed => answer(S::METHOD_NOT_ALLOWED, None),
+            Self::MethodNotAllowed(_) => answer(S::METHOD_NOT_ALLOWED, None),
             Self::StreamGone { .. } => answer(S::GONE, Some("stream_gone")),
             Self::BodyTimeout => answer(S::REQUEST_TIMEOUT, Some("body_timeout")),
             Self::PayloadTooLarge => answer(S::PAYLOAD_TOO_LARGE, Some("payload_too_large")),
@@ -154,6 +156,11 @@ impl ResponseError for ApiError {
                 reason,
             },
         );
+        if let Self::MethodNotAllowed(allow) = self {
+            response
+                .headers_mut()
+                .insert(ALLOW, HeaderValue::from_static(allow));
+        }
         if matches!(self, Self::BodyTimeout | Self::PayloadTooLarge) {
             // The rest of the body may never come, or is not worth reading:
             // close instead of waiting for it to make room for the next request.
@@ -195,7 +202,7 @@ mod tests {
             r#"{"msg":"user_id is invalid , needs to be a number"}"#
         );
         assert_eq!(
-            body_of(ApiError::MethodNotAllowed).await,
+            body_of(ApiError::MethodNotAllowed("GET, HEAD")).await,
             r#"{"msg":"Method not allowed"}"#
         );
         assert_eq!(

@@ -26,7 +26,7 @@ use utoipa::{IntoParams, IntoResponses, ToSchema};
 
 use super::docs::{BadBody, BadInput, NotFound, StoreFailure};
 use super::streams::end_response;
-use super::{read, resource, route_not_found};
+use super::{read, resource, route_not_found, GET};
 use crate::error::ApiError;
 use crate::extract::{JsonBody, PathStream, PathViewer};
 use crate::respond::json;
@@ -47,12 +47,12 @@ pub(crate) struct AdminKey(pub(crate) SecretString);
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/admin/viewers/{viewer}")
-            .service(resource("/streams").route(read().to(list)))
-            .service(resource("/streams/{stream_id}").route(web::delete().to(revoke)))
-            .service(resource("/limit").route(web::put().to(set_limit)))
-            .service(resource("/history").route(read().to(history))),
+            .service(resource("/streams", GET).route(read().to(list)))
+            .service(resource("/streams/{stream_id}", "DELETE").route(web::delete().to(revoke)))
+            .service(resource("/limit", "PUT").route(web::put().to(set_limit)))
+            .service(resource("/history", GET).route(read().to(history))),
     )
-    .service(resource("/admin/openapi.json").route(read().to(openapi_json)))
+    .service(resource("/admin/openapi.json", GET).route(read().to(openapi_json)))
     .default_service(web::to(route_not_found));
 }
 

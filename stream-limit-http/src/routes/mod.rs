@@ -31,11 +31,11 @@ use crate::error::ApiError;
 /// Registers the public routes and the JSON 404 for unknown paths. Every
 /// route here is an operation of `docs::PublicApi` (a test calls each one).
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/health").route(read().to(health::live)))
-        .service(resource("/health/ready").route(read().to(health::ready)))
-        .service(resource("/metrics").route(read().to(crate::metrics::serve)))
-        .service(resource("/api").route(read().to(seed::index)))
-        .service(resource("/api/openapi.json").route(read().to(docs::openapi_json)))
+    cfg.service(resource("/health", GET).route(read().to(health::live)))
+        .service(resource("/health/ready", GET).route(read().to(health::ready)))
+        .service(resource("/metrics", GET).route(read().to(crate::metrics::serve)))
+        .service(resource("/api", GET).route(read().to(seed::index)))
+        .service(resource("/api/openapi.json", GET).route(read().to(docs::openapi_json)))
         // `{prefix}/{user_id}` answered exactly as
         // `resource("{prefix}/{user_id}").route(read().to(handler))` would,
         // but without a regex: actix matches every `{param}` pattern with a
@@ -56,33 +56,39 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(
             web::scope("/watch")
                 .wrap(from_fn(watch::echo_session_id))
-                .service(resource("").route(read().to(watch::start)))
-                .service(resource("/streams").route(read().to(watch::list)))
+                .service(resource("", GET).route(read().to(watch::start)))
+                .service(resource("/streams", GET).route(read().to(watch::list)))
                 .service(
-                    resource("/streams/{stream_id}/heartbeat")
+                    resource("/streams/{stream_id}/heartbeat", "POST")
                         .route(web::post().to(watch::heartbeat)),
                 )
-                .service(resource("/streams/{stream_id}").route(web::delete().to(watch::end))),
+                .service(
+                    resource("/streams/{stream_id}", "DELETE").route(web::delete().to(watch::end)),
+                ),
         )
         .service(
-            resource("/api/users/{user_id}/streams")
+            resource("/api/users/{user_id}/streams", "GET, HEAD, POST")
                 .route(web::post().to(users::start))
                 .route(read().to(users::list)),
         )
         .service(
-            resource("/api/users/{user_id}/streams/{stream_id}/heartbeat")
+            resource("/api/users/{user_id}/streams/{stream_id}/heartbeat", "POST")
                 .route(web::post().to(users::heartbeat)),
         )
         .service(
-            resource("/api/users/{user_id}/streams/{stream_id}")
+            resource("/api/users/{user_id}/streams/{stream_id}", "DELETE")
                 .route(web::delete().to(users::end)),
         )
         .default_service(web::to(route_not_found));
 }
 
-/// A resource whose other methods answer the JSON 405.
-pub(crate) fn resource(path: &str) -> Resource {
-    web::resource(path).default_service(web::to(method_not_allowed))
+/// The `Allow` of a path served by [`read`] routes.
+pub(crate) const GET: &str = "GET, HEAD";
+
+/// A resource whose other methods answer the JSON 405, with `allow` (the
+/// methods its routes serve) in the `Allow` header.
+pub(crate) fn resource(path: &str, allow: &'static str) -> Resource {
+    web::resource(path).default_service(web::to(move || async move { method_not_allowed(allow) }))
 }
 
 /// A route for `GET` and `HEAD`.
@@ -96,8 +102,8 @@ pub(crate) async fn route_not_found() -> HttpResponse {
 }
 
 /// A resource's default service: `405 {"msg":"Method not allowed"}`.
-pub(crate) async fn method_not_allowed() -> HttpResponse {
-    ApiError::MethodNotAllowed.error_response()
+fn method_not_allowed(allow: &'static str) -> HttpResponse {
+    ApiError::MethodNotAllowed(allow).error_response()
 }
 
 #[cfg(test)]
@@ -113,7 +119,7 @@ mod tests {
     async fn a_seed_route_answers_like_the_user_id_resource_it_replaces() {
         let by_resource = init_service(
             App::new()
-                .service(resource("/api/startstream/{user_id}").route(read().to(
+                .service(resource("/api/startstream/{user_id}", GET).route(read().to(
                     |user: PathUser, _: StartParams| async move {
                         HttpResponse::Ok().body(user.0.to_string())
                     },

@@ -83,7 +83,7 @@ fn seed_user(rest: &str, method: &Method) -> Result<UserId, ApiError> {
         .filter(|segment| !segment.is_empty() && !segment.contains('/'))
         .ok_or(ApiError::RouteNotFound)?;
     if method != Method::GET && method != Method::HEAD {
-        return Err(ApiError::MethodNotAllowed);
+        return Err(ApiError::MethodNotAllowed(super::GET));
     }
     UserId::parse(raw).map_err(|_| ApiError::InvalidUserId)
 }

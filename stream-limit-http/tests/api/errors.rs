@@ -174,3 +174,28 @@ async fn control_characters_in_labels_are_400_on_every_start_route() {
     let listed = json(app.get("/api/users/1/streams").await, StatusCode::OK).await;
     assert_eq!(listed["streamCount"], 0, "{listed}");
 }
+
+#[tokio::test]
+async fn a_405_names_the_methods_the_path_has() {
+    let app = spawn_app().await;
+    for (method, path, allow) in [
+        (Method::POST, "/api/startstream/1", "GET, HEAD"),
+        (Method::PUT, "/health", "GET, HEAD"),
+        (Method::PUT, "/api/users/1/streams", "GET, HEAD, POST"),
+        (Method::GET, "/watch/streams/x/heartbeat", "POST"),
+    ] {
+        let response = app.request(method.clone(), path).await;
+        let sent = response
+            .headers()
+            .get("allow")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        assert_eq!(sent.as_deref(), Some(allow), "{method} {path}");
+        exact(
+            response,
+            StatusCode::METHOD_NOT_ALLOWED,
+            r#"{"msg":"Method not allowed"}"#,
+        )
+        .await;
+    }
+}

@@ -11,5 +11,6 @@ mod lifecycle;
 mod metrics;
 mod policies;
 mod seed;
+mod take_over;
 mod users;
 mod watch;
