@@ -107,7 +107,8 @@ fn json_body<T: DeserializeOwned + 'static>(
             .map_err(|_| ApiError::BadRequest("request body could not be read"))?;
         let bytes = read_body(body, limit).await?;
         match empty {
-            Some(default) if bytes.is_empty() => Ok(default()),
+            // JSON `null` says "no details" as an empty body does.
+            Some(default) if bytes.is_empty() || bytes.trim_ascii() == b"null" => Ok(default()),
             _ => serde_json::from_slice(&bytes)
                 .map_err(|_| ApiError::BadRequest("request body is not valid JSON for this route")),
         }
@@ -373,8 +374,9 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
     }
 }
 
-/// A JSON body that may also be empty (no body at all, `Content-Length: 0`, or
-/// a chunked body with no data), in which case `T::default()` stands in.
+/// A JSON body that may also be empty (no body at all, `Content-Length: 0`, a
+/// chunked body with no data, or JSON `null`), in which case `T::default()`
+/// stands in.
 /// Otherwise as [`JsonBody`].
 #[derive(Debug)]
 pub(crate) struct OptionalJson<T>(pub(crate) T);

@@ -46,8 +46,11 @@ fi
 echo "schemathesis seed: $seed (replay with ST_SEED=$seed)"
 
 max_examples=${ST_MAX_EXAMPLES:-30}
-is_uint "$max_examples" && (( max_examples >= 1 )) \
-    || { echo "run.sh: ST_MAX_EXAMPLES must be a positive integer, got '$max_examples'" >&2; exit 2; }
+if ! is_uint "$max_examples" || (( 10#$max_examples < 1 )); then
+    echo "run.sh: ST_MAX_EXAMPLES must be a positive integer, got '$max_examples'" >&2
+    exit 2
+fi
+max_examples=$((10#$max_examples))
 request_timeout=${ST_REQUEST_TIMEOUT:-10}
 [[ $request_timeout =~ ^[0-9]+(\.[0-9]+)?$ ]] \
     || { echo "run.sh: ST_REQUEST_TIMEOUT must be a number of seconds, got '$request_timeout'" >&2; exit 2; }
@@ -97,11 +100,24 @@ vpython=$venv_dir/bin/python
 # --- download and validate the spec -----------------------------------------
 spec_file=$(mktemp "${TMPDIR:-/tmp}/st-spec.XXXXXX")
 trap 'rm -f "$spec_file"' EXIT
-"$vpython" - "$spec_url" "$spec_file" <<'PY' || exit 3
+# The extra `-H 'Name: value'` arguments (an API key) go with the download too.
+headers=()
+args=("$@")
+for ((i = 0; i < ${#args[@]}; i++)); do
+    case ${args[i]} in
+        -H | --header) headers+=("${args[i + 1]:-}") ;;
+        --header=*) headers+=("${args[i]#--header=}") ;;
+    esac
+done
+"$vpython" - "$spec_url" "$spec_file" "${headers[@]}" <<'PY' || exit 3
 import shutil, sys, urllib.request
-url, dest = sys.argv[1], sys.argv[2]
+url, dest, headers = sys.argv[1], sys.argv[2], sys.argv[3:]
+request = urllib.request.Request(url)
+for header in headers:
+    name, _, value = header.partition(":")
+    request.add_header(name.strip(), value.strip())
 try:
-    with urllib.request.urlopen(url, timeout=30) as resp, open(dest, "wb") as out:
+    with urllib.request.urlopen(request, timeout=30) as resp, open(dest, "wb") as out:
         shutil.copyfileobj(resp, out)
 except Exception as exc:  # noqa: BLE001
     sys.exit(f"run.sh: could not download the spec: GET {url}: {exc}")
@@ -183,7 +199,7 @@ cmd=(
     run "$spec_url"
     --url "$base_url"
     --checks all
-    --phases examples,coverage,fuzzing,stateful
+    --phases 'examples,coverage,fuzzing,stateful'
     --mode all
     --max-examples "$max_examples"
     --seed "$seed"

@@ -156,12 +156,22 @@ pub(crate) struct LimitBody {
     /// 1 to 1000, or `null` to clear the override.
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<u32>, minimum = 1, maximum = 1000, required = true)]
-    max_streams: Option<Option<u32>>,
+    max_streams: Option<Option<f64>>,
 }
 
 /// Tells `"maxStreams": null` (`Some(None)`) from a missing key (`None`).
-fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Option<u32>>, D::Error> {
-    Option::<u32>::deserialize(deserializer).map(Some)
+/// The number is read as JSON has it: `5` and `5.0` are the same integer.
+fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Option<f64>>, D::Error> {
+    Option::<f64>::deserialize(deserializer).map(Some)
+}
+
+/// A limit the body asked for, if it is a whole number in range.
+fn max_streams(requested: f64) -> Result<MaxStreams, ApiError> {
+    let whole = requested.fract() == 0.0 && (1.0..=f64::from(MaxStreams::MAX)).contains(&requested);
+    let limit = whole
+        .then_some(requested as u32)
+        .ok_or(ApiError::InvalidMaxStreams)?;
+    MaxStreams::new(limit).map_err(|_| ApiError::InvalidMaxStreams)
 }
 
 /// The override now in force.
@@ -191,9 +201,7 @@ pub(crate) async fn set_limit(
             "body must be {\"maxStreams\": n} or {\"maxStreams\": null}",
         ));
     };
-    let limit = requested
-        .map(|n| MaxStreams::new(n).map_err(|_| ApiError::InvalidMaxStreams))
-        .transpose()?;
+    let limit = requested.map(max_streams).transpose()?;
     limiter.set_limit(&viewer.0, limit).await?;
     tracing::info!(viewer = %viewer.0, limit = ?limit.map(MaxStreams::get), "viewer limit set by an operator");
     Ok(json(

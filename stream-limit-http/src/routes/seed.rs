@@ -110,8 +110,8 @@ impl actix_web::FromRequest for SeedUser {
     responses(
         (status = 200, description = "Admitted (`isNewStreamAllowed: true`) or refused at the limit (`false`)",
             body = Envelope<SeedStartStatus<'static>>,
-            links(("end" = (operation_id = "seedEnd", parameters(("user_id" = "$request.path.user_id"),
-                ("streamId" = "$response.body#/streamStatus/streamId")))))),
+            links(("end" = (operation_id = "seedEnd", parameters(("path.user_id" = "$request.path.user_id"),
+                ("query.streamId" = "$response.body#/streamStatus/streamId")))))),
         (status = 400, description = "`user_id` is not a number (`msg` only, the historical body), or a query value is invalid", body = ErrorBody<'static>),
         Gone, docs::NotRouted, StoreFailure,
     ))]

@@ -29,9 +29,9 @@ use crate::wire::{Admitted, Ended, Extended, LimitReached, StreamList};
             headers(("Location" = String, description = "The new lease: `/api/users/{user_id}/streams/{streamId}`")),
             links(
                 ("heartbeat" = (operation_id = "userHeartbeat",
-                    parameters(("user_id" = "$request.path.user_id"), ("stream_id" = "$response.body#/streamId")))),
+                    parameters(("path.user_id" = "$request.path.user_id"), ("path.stream_id" = "$response.body#/streamId")))),
                 ("end" = (operation_id = "userEnd",
-                    parameters(("user_id" = "$request.path.user_id"), ("stream_id" = "$response.body#/streamId")))),
+                    parameters(("path.user_id" = "$request.path.user_id"), ("path.stream_id" = "$response.body#/streamId")))),
             )),
         (status = 200, description = "Replayed: the named stream was already active", body = Admitted<'static>),
         (status = 409, description = "At the limit: the active streams are listed", body = LimitReached<'static>),

@@ -41,7 +41,7 @@ use crate::store::StoreError;
 use queue::{Answer, Decision, Pending, Queue};
 
 mod embedded {
-    refinery::embed_migrations!("../migrations");
+    refinery::embed_migrations!("migrations");
 }
 
 /// How to reach the database.
