@@ -169,8 +169,14 @@ impl Application {
             dispatcher_log,
             ..
         } = self;
-        let signals = AbortOnDrop(tokio::spawn(stop_on_signals(server.handle())));
         let admin = admin.map(|admin| (admin.handle(), tokio::spawn(admin)));
+        let handles = [
+            Some(server.handle()),
+            admin.as_ref().map(|(h, _)| h.clone()),
+        ];
+        let signals = AbortOnDrop(tokio::spawn(stop_on_signals(
+            handles.into_iter().flatten().collect(),
+        )));
         let result = server.await;
         drop(signals);
         if let Some((handle, task)) = admin {
@@ -187,16 +193,27 @@ impl Application {
     }
 }
 
-/// The first SIGTERM or SIGINT drains the server; a second one stops it now.
-/// (actix's own handling would stop at once on SIGINT, dropping requests.)
-async fn stop_on_signals(server: ServerHandle) {
+/// The first SIGTERM or SIGINT drains the servers, all at once, so a stop
+/// takes at most one `server.shutdown_timeout_secs`; a second signal stops
+/// them now. (actix's own handling would stop at once on SIGINT, dropping
+/// requests.)
+async fn stop_on_signals(servers: Vec<ServerHandle>) {
     shutdown_signal().await;
     tracing::info!("shutdown signal: draining in-flight requests (a second signal stops at once)");
+    let stop = |graceful| {
+        // `stop` sends its command at once; the futures only wait for it.
+        let stopping: Vec<_> = servers.iter().map(|s| s.stop(graceful)).collect();
+        async move {
+            for stopped in stopping {
+                stopped.await;
+            }
+        }
+    };
     tokio::select! {
-        () = server.stop(true) => {}
+        () = stop(true) => {}
         () = shutdown_signal() => {
             tracing::warn!("second shutdown signal: stopping now");
-            server.stop(false).await;
+            stop(false).await;
         }
     }
 }

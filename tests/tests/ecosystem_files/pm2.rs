@@ -55,7 +55,8 @@ fn pm2_runs_instances_on_the_ports_nginx_balances_and_stops_them_gracefully() {
         );
         assert_eq!(app["interpreter"], "none", "{name}: a native binary");
         assert_eq!(app["exec_mode"], "fork", "{name}");
-        // SIGINT (pm2's default) would stop at once; SIGTERM drains.
+        // SIGTERM, as systemd, Docker and Kubernetes send it (the service
+        // drains on SIGINT too, pm2's default).
         assert_eq!(app["kill_signal"], "SIGTERM", "{name}");
         for (label, extra) in [("env", "env"), ("env_production", "env_production")] {
             let mut env: BTreeMap<String, String> = app["env"]
