@@ -487,9 +487,10 @@ impl IntoParams for IdempotencyHeader {
         let schema = string()
             .min_length(Some(1))
             .max_length(Some(IdempotencyKey::MAX_LEN))
-            // Header values are visible ASCII and spaces; HTTP trims the ends.
+            // What a header value can hold (visible ASCII, spaces and tabs,
+            // as `HeaderValue::to_str` reads it); HTTP trims the ends.
             .pattern(Some(format!(
-                "^[!-~]([ -~]{{0,{}}}[!-~])?$",
+                "^[!-~]([\\t -~]{{0,{}}}[!-~])?$",
                 IdempotencyKey::MAX_LEN - 2
             )));
         vec![parameter(
@@ -505,7 +506,8 @@ impl IntoParams for IdempotencyHeader {
 impl IntoParams for PathViewer {
     fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
         let schema = string().pattern(Some(format!(
-            "^(user:[0-9]{{1,19}}|session:[!-~]{{1,{}}})$",
+            "^(user:{}|session:[!-~]{{1,{}}})$",
+            decimal_at_most(&i64::MAX.to_string()),
             SessionId::MAX_LEN
         )));
         vec![parameter(
@@ -516,6 +518,31 @@ impl IntoParams for PathViewer {
             "`user:<number>` or `session:<Session-Id>`",
         )]
     }
+}
+
+/// A regular expression for the decimal numbers from 0 to `max` (digits,
+/// leading zeros allowed), as `UserId::parse` accepts them: a description
+/// that stops at 19 digits would call some ids valid that the service
+/// refuses, or the other way round.
+fn decimal_at_most(max: &str) -> String {
+    let digits: Vec<u32> = max.chars().filter_map(|c| c.to_digit(10)).collect();
+    let longest = digits.len();
+    let mut alternatives = vec![String::from("0")];
+    if longest > 1 {
+        alternatives.push(format!("[1-9][0-9]{{0,{}}}", longest - 2));
+    }
+    // As long as `max`: the same first digits, then a smaller one, then any.
+    for (at, &digit) in digits.iter().enumerate() {
+        let lowest = u32::from(at == 0);
+        let prefix: String = digits[..at].iter().map(u32::to_string).collect();
+        let rest = longest - at - 1;
+        if at == longest - 1 {
+            alternatives.push(format!("{prefix}[{lowest}-{digit}]"));
+        } else if digit > lowest {
+            alternatives.push(format!("{prefix}[{lowest}-{}][0-9]{{{rest}}}", digit - 1));
+        }
+    }
+    format!("0*({})", alternatives.join("|"))
 }
 
 impl IntoParams for StreamQuery {
@@ -551,6 +578,15 @@ mod tests {
             label(Some("Wohnzimmer-TV ✓".into()), "bad"),
             Ok(Some(_))
         ));
+    }
+
+    #[test]
+    fn the_user_id_pattern_stops_exactly_at_the_largest_id() {
+        assert_eq!(
+            decimal_at_most("205"),
+            "0*(0|[1-9][0-9]{0,1}|[1-1][0-9]{2}|20[0-5])"
+        );
+        assert_eq!(decimal_at_most("7"), "0*(0|[1-7])");
     }
 
     #[test]
