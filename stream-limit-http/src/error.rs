@@ -42,6 +42,16 @@ pub enum ApiError {
     /// 400: other malformed input; the message is fixed text chosen by the caller.
     #[error("{0}")]
     BadRequest(&'static str),
+    /// 400: a query string or JSON body that does not parse; `detail` is the
+    /// parser's own explanation (which field, which position), cut to
+    /// [`MAX_DETAIL`] characters.
+    #[error("{what}: {detail}")]
+    Malformed {
+        /// What did not parse, such as "request body is not valid JSON for this route".
+        what: &'static str,
+        /// Why, in the parser's words.
+        detail: String,
+    },
     /// 400 (seed `endstream`): the user holds no active stream.
     #[error("no active streams to close for user")]
     NoActiveStreams,
@@ -87,6 +97,22 @@ pub enum ApiError {
     Store(#[from] StoreError),
 }
 
+/// The longest parser explanation an answer repeats: enough to name the
+/// field and the position, without echoing a long input back.
+pub(crate) const MAX_DETAIL: usize = 200;
+
+impl ApiError {
+    /// A [`ApiError::Malformed`] for `what`, explained by `error`.
+    pub(crate) fn malformed(what: &'static str, error: &dyn StdError) -> Self {
+        let mut detail = error.to_string();
+        if let Some((cut, _)) = detail.char_indices().nth(MAX_DETAIL) {
+            detail.truncate(cut);
+            detail.push('…');
+        }
+        Self::Malformed { what, detail }
+    }
+}
+
 /// What an error answers: one row of the table in [`ApiError::answer`].
 struct Answer {
     status: StatusCode,
@@ -112,7 +138,9 @@ impl ApiError {
             Self::InvalidViewer => answer(S::BAD_REQUEST, Some("invalid_viewer")),
             Self::InvalidIdempotencyKey => answer(S::BAD_REQUEST, Some("invalid_idempotency_key")),
             Self::InvalidMaxStreams => answer(S::BAD_REQUEST, Some("invalid_max_streams")),
-            Self::BadRequest(_) => answer(S::BAD_REQUEST, Some("bad_request")),
+            Self::BadRequest(_) | Self::Malformed { .. } => {
+                answer(S::BAD_REQUEST, Some("bad_request"))
+            }
             Self::Unauthorized => answer(S::UNAUTHORIZED, Some("unauthorized")),
             Self::StreamNotFound => answer(S::NOT_FOUND, Some("stream_not_found")),
             Self::RouteNotFound => answer(S::NOT_FOUND, None),

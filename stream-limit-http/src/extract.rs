@@ -59,12 +59,14 @@ pub(crate) struct BodyLimit(pub(crate) usize);
 /// limit that [`JsonBody`] and [`OptionalJson`] enforce (larger bodies get 413).
 pub(crate) fn configure(max_body_bytes: usize) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg| {
-        cfg.app_data(web::PathConfig::default().error_handler(|_: PathError, _| {
-            ApiError::BadRequest("invalid path parameter").into()
-        }))
+        cfg.app_data(
+            web::PathConfig::default().error_handler(|error: PathError, _| {
+                ApiError::malformed("invalid path parameter", &error).into()
+            }),
+        )
         .app_data(
-            web::QueryConfig::default().error_handler(|_: QueryPayloadError, _| {
-                ApiError::BadRequest("invalid query string").into()
+            web::QueryConfig::default().error_handler(|error: QueryPayloadError, _| {
+                ApiError::malformed("invalid query string", &error).into()
             }),
         )
         .app_data(BodyLimit(max_body_bytes));
@@ -109,8 +111,9 @@ fn json_body<T: DeserializeOwned + 'static>(
         match empty {
             // JSON `null` says "no details" as an empty body does.
             Some(default) if bytes.is_empty() || bytes.trim_ascii() == b"null" => Ok(default()),
-            _ => serde_json::from_slice(&bytes)
-                .map_err(|_| ApiError::BadRequest("request body is not valid JSON for this route")),
+            _ => serde_json::from_slice(&bytes).map_err(|error| {
+                ApiError::malformed("request body is not valid JSON for this route", &error)
+            }),
         }
     })
 }
@@ -356,7 +359,7 @@ fn query_details(req: &HttpRequest) -> Result<RawStart, ApiError> {
     }
     web::Query::<RawStart>::from_query(query)
         .map(web::Query::into_inner)
-        .map_err(|_| ApiError::BadRequest("invalid query string"))
+        .map_err(|error| ApiError::malformed("invalid query string", &error))
 }
 
 /// A JSON body, required: read within [`BODY_TIMEOUT`], at most

@@ -199,3 +199,42 @@ async fn a_405_names_the_methods_the_path_has() {
         .await;
     }
 }
+
+#[tokio::test]
+async fn a_body_or_query_that_does_not_parse_says_why() {
+    let app = spawn_app().await;
+    let response = app
+        .client
+        .post(app.url("/api/users/5/streams"))
+        .header("Content-Type", "application/json")
+        .body(r#"{"deviceId": 7}"#)
+        .send()
+        .await
+        .expect("sent");
+    let body = json(response, StatusCode::BAD_REQUEST).await;
+    assert_eq!(body["code"], "bad_request");
+    let msg = body["msg"].as_str().unwrap_or_default();
+    assert!(
+        msg.starts_with("request body is not valid JSON for this route: invalid type: integer `7`"),
+        "{msg}"
+    );
+    let long = format!(r#"{{"deviceId": {}}}"#, "[".repeat(1000));
+    let response = app
+        .client
+        .post(app.url("/api/users/5/streams"))
+        .body(long)
+        .send()
+        .await
+        .expect("sent");
+    let body = json(response, StatusCode::BAD_REQUEST).await;
+    let msg = body["msg"].as_str().unwrap_or_default();
+    assert!(msg.chars().count() <= 250, "{msg}");
+    let body = json(
+        app.get("/api/startstream/5?streamId=a&streamId=b").await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    let msg = body["msg"].as_str().unwrap_or_default();
+    assert!(msg.starts_with("invalid query string: "), "{msg}");
+    assert!(msg.contains("streamId"), "{msg}");
+}
