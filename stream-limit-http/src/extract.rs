@@ -206,7 +206,14 @@ impl FromRequest for IdempotencyHeader {
     type Future = Ready<Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let parsed = match req.headers().get(&IDEMPOTENCY_KEY) {
+        ready(Self::read(req))
+    }
+}
+
+impl IdempotencyHeader {
+    /// The header of `req`, parsed.
+    pub(crate) fn read(req: &HttpRequest) -> Result<Self, ApiError> {
+        match req.headers().get(&IDEMPOTENCY_KEY) {
             None => Ok(Self(None)),
             Some(value) => value
                 .to_str()
@@ -214,8 +221,7 @@ impl FromRequest for IdempotencyHeader {
                 .and_then(|raw| IdempotencyKey::parse(raw).ok())
                 .map(|key| Self(Some(key.stream_id())))
                 .ok_or(ApiError::InvalidIdempotencyKey),
-        };
-        ready(parsed)
+        }
     }
 }
 
@@ -352,7 +358,7 @@ impl FromRequest for StartParams {
 }
 
 /// The start details of the query string.
-fn query_details(req: &HttpRequest) -> Result<RawStart, ApiError> {
+pub(crate) fn query_details(req: &HttpRequest) -> Result<RawStart, ApiError> {
     let query = req.query_string();
     if query.is_empty() {
         return Ok(RawStart::default());
@@ -404,10 +410,15 @@ impl FromRequest for StreamQuery {
     type Future = Ready<Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let parsed = query_details(req)
-            .and_then(|details| details.parse(IdempotencyHeader::default()))
-            .map(|options| Self(options.stream_id));
-        ready(parsed)
+        ready(Self::read(req))
+    }
+}
+
+impl StreamQuery {
+    /// The query of `req`, parsed.
+    pub(crate) fn read(req: &HttpRequest) -> Result<Self, ApiError> {
+        let options = query_details(req)?.parse(IdempotencyHeader::default())?;
+        Ok(Self(options.stream_id))
     }
 }
 

@@ -41,18 +41,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         // but without a regex: actix matches every `{param}` pattern with a
         // regex per request, and on the seed routes (the hot path) that was
         // about a tenth of the server's CPU; a static prefix is a string
-        // compare, and `seed::route_seed_user` does the rest (404 / 405 / 400)
-        // before any extractor runs.
-        .service(
-            web::scope("/api/startstream")
-                .wrap(from_fn(seed::route_seed_user))
-                .default_service(web::to(seed::start)),
-        )
-        .service(
-            web::scope("/api/endstream")
-                .wrap(from_fn(seed::route_seed_user))
-                .default_service(web::to(seed::end)),
-        )
+        // compare, and the handler's one extractor (`seed::SeedStartRequest`,
+        // `seed::SeedEndRequest`) does the rest (404 / 405 / 400) before it reads
+        // anything else.
+        .service(web::scope("/api/startstream").default_service(web::to(seed::start)))
+        .service(web::scope("/api/endstream").default_service(web::to(seed::end)))
         .service(
             web::scope("/watch")
                 .wrap(from_fn(watch::echo_session_id))
@@ -113,15 +106,18 @@ mod tests {
     use actix_web::{App, HttpResponse};
 
     use super::*;
-    use crate::extract::{PathUser, StartParams};
+    use crate::extract::{IdempotencyHeader, PathUser, StartParams};
 
     #[actix_web::test]
     async fn a_seed_route_answers_like_the_user_id_resource_it_replaces() {
         let by_resource = init_service(
             App::new()
                 .service(resource("/api/startstream/{user_id}", GET).route(read().to(
-                    |user: PathUser, _: StartParams| async move {
-                        HttpResponse::Ok().body(user.0.to_string())
+                    |user: PathUser, params: StartParams, key: IdempotencyHeader| async move {
+                        params
+                            .0
+                            .parse(key)
+                            .map(|_| HttpResponse::Ok().body(user.0.to_string()))
                     },
                 )))
                 .default_service(web::to(route_not_found)),
@@ -129,16 +125,11 @@ mod tests {
         .await;
         let by_scope = init_service(
             App::new()
-                .service(
-                    web::scope("/api/startstream")
-                        .wrap(from_fn(seed::route_seed_user))
-                        // The user comes last: the middleware routes first anyway.
-                        .default_service(web::to(
-                            |_: StartParams, user: seed::SeedUser| async move {
-                                HttpResponse::Ok().body(user.0.to_string())
-                            },
-                        )),
-                )
+                .service(web::scope("/api/startstream").default_service(web::to(
+                    |request: seed::SeedStartRequest| async move {
+                        HttpResponse::Ok().body(request.user.to_string())
+                    },
+                )))
                 .default_service(web::to(route_not_found)),
         )
         .await;

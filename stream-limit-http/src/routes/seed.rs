@@ -5,25 +5,27 @@
 //!
 //! These are the hot path (one call per playback start), so responses are
 //! serialized straight from borrowed structs, and the two `{user_id}` routes
-//! are matched without a regex (see [`seed_user`]).
+//! are matched without a regex (see [`seed_user`]), by the one extractor
+//! each handler takes.
 
 use std::sync::OnceLock;
 
-use actix_web::body::MessageBody;
-use actix_web::dev::{ServiceRequest, ServiceResponse};
+use std::future::{ready, Ready};
+
+use actix_web::dev::Payload;
 use actix_web::http::{Method, StatusCode};
-use actix_web::middleware::Next;
 use actix_web::web::{self, Bytes};
-use actix_web::{HttpMessage, HttpResponse, ResponseError};
+use actix_web::{FromRequest, HttpRequest, HttpResponse};
 use serde::Serialize;
 use stream_limit_core::{
-    Client, EndOldestOutcome, EndOutcome, EndReason, StartOutcome, StreamLimiter, UserId, ViewerId,
+    Client, EndOldestOutcome, EndOutcome, EndReason, StartOptions, StartOutcome, StreamId,
+    StreamLimiter, UserId, ViewerId,
 };
 use utoipa::ToSchema;
 
 use super::docs::{self, Gone, StoreFailure};
 use crate::error::ApiError;
-use crate::extract::{IdempotencyHeader, PathUser, RawStart, StartParams, StreamQuery};
+use crate::extract::{query_details, IdempotencyHeader, PathUser, RawStart, StreamQuery};
 use crate::respond::{json, json_content_type};
 use crate::wire::{Admitted, Envelope, ErrorBody, Reason, Refused, SeedClosed, SeedStart};
 
@@ -52,31 +54,61 @@ pub(crate) async fn index() -> HttpResponse {
         .body(body.clone())
 }
 
-/// The user a seed route's middleware found, for the handler's extractor.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct SeedUser(pub(crate) UserId);
+/// Everything a seed start reads, in the order a `{user_id}` resource would
+/// answer: the route (`404`, `405`), the id (`400`), then the query and the
+/// `Idempotency-Key`. One extractor, so that no other can answer first.
+pub(crate) struct SeedStartRequest {
+    pub(crate) user: UserId,
+    options: StartOptions,
+}
 
-/// Middleware of the seed scopes, which match only their static prefix: it
-/// finishes the routing that a `{user_id}` resource would do, with the same
-/// answers, before any extractor runs (so no extractor's 400 can come first):
-/// anything but one non-empty segment is `404`, a method other than
-/// `GET`/`HEAD` is `405`, then the id is parsed (`400`).
-pub(crate) async fn route_seed_user(
-    req: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
-    match seed_user(req.match_info().unprocessed(), req.method()) {
-        Ok(user) => {
-            req.extensions_mut().insert(SeedUser(user));
-            Ok(next.call(req).await?.map_into_boxed_body())
-        }
-        Err(error) => Ok(req.into_response(error.error_response())),
+impl FromRequest for SeedStartRequest {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let read = || {
+            let user = route(req)?;
+            let options = query_details(req)?.parse(IdempotencyHeader::read(req)?)?;
+            Ok(Self { user, options })
+        };
+        ready(read())
     }
 }
 
+/// Everything a seed end reads, in the same order: the route, the id, then
+/// `?streamId=`.
+pub(crate) struct SeedEndRequest {
+    user: UserId,
+    stream: Option<StreamId>,
+}
+
+impl FromRequest for SeedEndRequest {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let read = || {
+            let user = route(req)?;
+            let stream = StreamQuery::read(req)?.0;
+            Ok(Self { user, stream })
+        };
+        ready(read())
+    }
+}
+
+/// The seed scopes match only their static prefix (no regex: see
+/// `routes::configure`); this finishes the routing a `{user_id}` resource
+/// would do, with the same answers.
+fn route(req: &HttpRequest) -> Result<UserId, ApiError> {
+    seed_user(req.match_info().unprocessed(), req.method())
+}
+
 /// `rest` is the path after the scope's prefix, as actix matched it (already
-/// percent-decoded where actix decodes, exactly like a `{user_id}` segment).
-fn seed_user(rest: &str, method: &Method) -> Result<UserId, ApiError> {
+/// percent-decoded where actix decodes, exactly like a `{user_id}` segment):
+/// anything but one non-empty segment is `404`, a method other than
+/// `GET`/`HEAD` is `405`, then the id is parsed (`400`).
+pub(crate) fn seed_user(rest: &str, method: &Method) -> Result<UserId, ApiError> {
     // actix's `{user_id}` is the regex `[^/]+`, anchored at both ends.
     let raw = rest
         .strip_prefix('/')
@@ -86,17 +118,6 @@ fn seed_user(rest: &str, method: &Method) -> Result<UserId, ApiError> {
         return Err(ApiError::MethodNotAllowed(super::GET));
     }
     UserId::parse(raw).map_err(|_| ApiError::InvalidUserId)
-}
-
-impl actix_web::FromRequest for SeedUser {
-    type Error = ApiError;
-    type Future = std::future::Ready<Result<Self, ApiError>>;
-
-    fn from_request(req: &actix_web::HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
-        // Set by `route_seed_user`, which runs before every seed handler.
-        let user = req.extensions().get::<SeedUser>().copied();
-        std::future::ready(user.ok_or(ApiError::RouteNotFound))
-    }
 }
 
 /// Start a stream for a numeric user (seed contract).
@@ -117,13 +138,12 @@ impl actix_web::FromRequest for SeedUser {
     ))]
 pub(crate) async fn start(
     limiter: web::Data<StreamLimiter>,
-    user: SeedUser,
-    params: StartParams,
-    key: IdempotencyHeader,
+    request: SeedStartRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let options = params.0.parse(key)?;
-    let viewer = ViewerId::User(user.0);
-    let outcome = limiter.start(viewer, Client::SeedRoute, options).await?;
+    let viewer = ViewerId::User(request.user);
+    let outcome = limiter
+        .start(viewer, Client::SeedRoute, request.options)
+        .await?;
     let status = match &outcome {
         StartOutcome::Admitted(admission) => SeedStartStatus::Admitted(SeedStart {
             is_new_stream_allowed: true,
@@ -165,11 +185,10 @@ pub(crate) async fn start(
     ))]
 pub(crate) async fn end(
     limiter: web::Data<StreamLimiter>,
-    user: SeedUser,
-    stream: StreamQuery,
+    request: SeedEndRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let viewer = ViewerId::User(user.0);
-    let Some(stream_id) = stream.0 else {
+    let viewer = ViewerId::User(request.user);
+    let Some(stream_id) = request.stream else {
         return match limiter.end_oldest(&viewer).await? {
             EndOldestOutcome::Ended { active_count, .. } => Ok(closed(active_count, None)),
             EndOldestOutcome::NoActiveStreams => Err(ApiError::NoActiveStreams),
