@@ -9,6 +9,11 @@
 -- Instances of the previous release keep working on this schema. They cannot
 -- read a `replaced` history entry ("unknown end reason"), so take-overs should
 -- wait until every instance runs this release (see the README, "Upgrading").
+-- The ALTER needs a short exclusive lock on `stream_history`. Waiting for it
+-- behind a long transaction would queue every decision behind the ALTER, so
+-- it gives up after 2 s instead; startup retries the migration.
+SET LOCAL lock_timeout = '2s';
+
 ALTER TABLE stream_history
     DROP CONSTRAINT stream_history_reason_check,
     ADD CONSTRAINT stream_history_reason_check

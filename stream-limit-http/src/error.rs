@@ -44,7 +44,7 @@ pub enum ApiError {
     BadRequest(&'static str),
     /// 400: a query string or JSON body that does not parse; `detail` is the
     /// parser's own explanation (which field, which position), cut to
-    /// [`MAX_DETAIL`] characters.
+    /// 200 characters.
     #[error("{what}: {detail}")]
     Malformed {
         /// What did not parse, such as "request body is not valid JSON for this route".

@@ -343,7 +343,7 @@ fn label(raw: Option<String>, invalid: &'static str) -> Result<Option<Box<str>>,
     }
 }
 
-/// Query parameters of a start or end: `streamId`, `deviceId`, `contentId`.
+/// Query parameters of a start: `streamId`, `deviceId`, `contentId`, `replaces`.
 /// The common case, no query string, costs no allocation.
 #[derive(Debug, Default)]
 pub(crate) struct StartParams(pub(crate) RawStart);
@@ -415,10 +415,25 @@ impl FromRequest for StreamQuery {
 }
 
 impl StreamQuery {
-    /// The query of `req`, parsed.
+    /// The query of `req`, parsed: `streamId` only, other parameters ignored.
     pub(crate) fn read(req: &HttpRequest) -> Result<Self, ApiError> {
-        let options = query_details(req)?.parse(IdempotencyHeader::default())?;
-        Ok(Self(options.stream_id))
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Query {
+            stream_id: Option<String>,
+        }
+        let query = req.query_string();
+        if query.is_empty() {
+            return Ok(Self(None));
+        }
+        let parsed = web::Query::<Query>::from_query(query)
+            .map_err(|error| ApiError::malformed("invalid query string", &error))?;
+        parsed
+            .into_inner()
+            .stream_id
+            .map(|raw| StreamId::parse(&raw).map_err(|_| ApiError::InvalidStreamId))
+            .transpose()
+            .map(Self)
     }
 }
 

@@ -174,10 +174,21 @@ impl Application {
             Some(server.handle()),
             admin.as_ref().map(|(h, _)| h.clone()),
         ];
+        let forced = Arc::new(tokio::sync::Notify::new());
         let signals = AbortOnDrop(tokio::spawn(stop_on_signals(
             handles.into_iter().flatten().collect(),
+            Arc::clone(&forced),
         )));
-        let result = server.await;
+        let result = tokio::select! {
+            result = server => result,
+            // actix-server reads no command while it drains, so a second stop
+            // would wait for the drain: return instead, and the process exits
+            // with the requests still in flight.
+            () = forced.notified() => {
+                tracing::warn!("second shutdown signal: stopped without waiting for in-flight requests");
+                return Ok(());
+            }
+        };
         drop(signals);
         if let Some((handle, task)) = admin {
             handle.stop(true).await;
@@ -197,24 +208,19 @@ impl Application {
 /// takes at most one `server.shutdown_timeout_secs`; a second signal stops
 /// them now. (actix's own handling would stop at once on SIGINT, dropping
 /// requests.)
-async fn stop_on_signals(servers: Vec<ServerHandle>) {
+async fn stop_on_signals(servers: Vec<ServerHandle>, forced: Arc<tokio::sync::Notify>) {
     shutdown_signal().await;
     tracing::info!("shutdown signal: draining in-flight requests (a second signal stops at once)");
-    let stop = |graceful| {
-        // `stop` sends its command at once; the futures only wait for it.
-        let stopping: Vec<_> = servers.iter().map(|s| s.stop(graceful)).collect();
-        async move {
-            for stopped in stopping {
-                stopped.await;
-            }
+    // `stop` sends its command at once; the futures only wait for it.
+    let stopping: Vec<_> = servers.iter().map(|s| s.stop(true)).collect();
+    let drained = async move {
+        for stopped in stopping {
+            stopped.await;
         }
     };
     tokio::select! {
-        () = stop(true) => {}
-        () = shutdown_signal() => {
-            tracing::warn!("second shutdown signal: stopping now");
-            stop(false).await;
-        }
+        () = drained => {}
+        () = shutdown_signal() => forced.notify_one(),
     }
 }
 

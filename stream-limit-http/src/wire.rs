@@ -94,18 +94,20 @@ fn seconds(duration: std::time::Duration) -> u64 {
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct Admitted<'a> {
+    /// The viewer's active streams after this admission. (First, as the
+    /// seed routes always wrote it.)
+    stream_count: u32,
     /// The stream's id: heartbeat and end it by this.
     #[schema(value_type = uuid::Uuid)]
     stream_id: StreamId,
-    /// The viewer's active streams after this admission.
-    stream_count: u32,
     /// When the lease stops counting unless heartbeated.
     #[schema(value_type = String, format = DateTime)]
     expires_at: &'a Timestamp,
     /// How often to heartbeat: a third of the lease, so two lost heartbeats
     /// in a row still leave it alive.
     heartbeat_interval_seconds: u64,
-    /// The same stream id was already active: nothing new was taken.
+    /// The same stream id was already active: nothing new was taken (and
+    /// nothing replaced: a retried take-over reports no `replaced`).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     replayed: bool,
     /// The store was unreachable and this instance admitted on its own book
@@ -142,7 +144,7 @@ impl<'a> From<&'a Admission> for Admitted<'a> {
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct Refused<'a> {
-    /// The viewer's active streams.
+    /// How many streams the viewer holds.
     stream_count: u32,
     /// The limit that applied.
     max_streams: u32,

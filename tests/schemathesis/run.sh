@@ -2,7 +2,7 @@
 # Property-based check of the HTTP API against its own OpenAPI 3.1 document.
 #
 # usage: run.sh <venv-dir> <spec-url> <base-url> [extra schemathesis run args...]
-#   e.g. run.sh target/st-venv http://127.0.0.1:8080/openapi.json http://127.0.0.1:8080 \
+#   e.g. run.sh target/st-venv http://127.0.0.1:9090/admin/openapi.json http://127.0.0.1:9090 \
 #          -H 'X-API-Key: test-key'
 #
 # 1. Prints `schemathesis seed: N (replay with ST_SEED=N)` as its first line.

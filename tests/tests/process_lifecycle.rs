@@ -71,3 +71,35 @@ async fn sigterm_drains_in_flight_requests_then_exits_cleanly() {
 async fn sigint_drains_in_flight_requests_then_exits_cleanly() {
     in_flight_request_survives("INT").await;
 }
+
+/// A second signal does not wait for the drain: with a request in flight that
+/// would hold it for seconds (a body announced and never sent), the process
+/// exits at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_signal_stops_without_waiting_for_the_drain() {
+    use tokio::io::AsyncWriteExt;
+    let mut service = Service::spawn(&[]).await;
+    let mut stalled = tokio::net::TcpStream::connect(("127.0.0.1", service.port()))
+        .await
+        .expect("connect");
+    stalled
+        .write_all(b"POST /api/users/1/streams HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+        .await
+        .expect("send the head");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    service.signal("TERM");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = std::time::Instant::now();
+    service.signal("TERM");
+    let exited = tokio::task::spawn_blocking(move || service.wait_exit(Duration::from_secs(3)))
+        .await
+        .expect("task");
+    // Without the second signal the drain lasts until the body deadline (5 s).
+    assert!(exited, "the process exits after the second signal");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "exited {:?} after the second signal",
+        started.elapsed()
+    );
+    drop(stalled);
+}

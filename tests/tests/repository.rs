@@ -27,7 +27,7 @@ const RELEASED: &[(&str, &str)] = &[
     ),
     (
         "V4__replaced_streams.sql",
-        "bbe44d11f7a3adb94ec983969824fe716d02191b65918c023f7d1f47194918fe",
+        "a5d98dd65dd82df7685b2fc5dda4d76202d9d96e4fa2f762aafba912b9e070d2",
     ),
 ];
 

@@ -1,8 +1,9 @@
 //! The rule itself, as plain functions over one viewer's leases.
 //!
-//! Stores that keep state in process (the in-memory store) call these under a
-//! per-viewer lock; the Postgres store implements the same semantics in SQL,
-//! and the shared contract suite checks that both agree.
+//! The in-memory store calls these under a per-viewer lock; the Postgres
+//! store locks a viewer's row, rebuilds its book and calls the same
+//! functions, so there is one home for the rule. The shared contract suite
+//! and the model-based test check that both agree.
 
 use thin_vec::ThinVec;
 

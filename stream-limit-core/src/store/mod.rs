@@ -75,6 +75,12 @@ pub trait LeaseStore: Send + Sync + 'static {
     ///   [`StartOutcome::Refused`] with the active leases oldest first, and
     ///   `EvictOldest` ends the least recently started leases (reason
     ///   `evicted`) until the new one fits.
+    /// - Take-over: an active lease named by `request.replaces` (not the
+    ///   request's own stream) counts as a free slot. If the start is
+    ///   admitted, it ends with reason `replaced` in the same atomic step and
+    ///   is reported in [`Admission::replaced`](crate::Admission::replaced);
+    ///   if refused, it stays. A `replaces` naming no active lease is
+    ///   ignored. A replay reports no `replaced` (the first attempt did).
     ///
     /// Errors: [`StoreError`] only when the store itself fails. The outcome is
     /// then unknown (a timeout may race the commit): retry with the same

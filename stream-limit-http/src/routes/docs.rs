@@ -3,7 +3,7 @@
 //! `GET /api/openapi.json`, [`AdminApi`] at `GET /admin/openapi.json` on the
 //! admin listener. `GET /api` (the seed route listing) is generated from
 //! [`PublicApi`] too, so the listing, the description and the routes cannot
-//! drift apart (`tests/api/docs.rs` calls every documented operation).
+//! drift apart (`tests/api/seed.rs` calls every listed operation).
 //!
 //! Also here: the parameters and error responses that many operations share.
 

@@ -33,7 +33,8 @@ use crate::wire::{Admitted, Ended, Extended, LimitReached, StreamList};
                 ("end" = (operation_id = "userEnd",
                     parameters(("path.user_id" = "$request.path.user_id"), ("path.stream_id" = "$response.body#/streamId")))),
             )),
-        (status = 200, description = "Replayed: the named stream was already active", body = Admitted<'static>),
+        (status = 200, description = "Replayed: the named stream was already active", body = Admitted<'static>,
+            headers(("Location" = String, description = "The lease: `/api/users/{user_id}/streams/{streamId}`"))),
         (status = 409, description = "At the limit: the active streams are listed", body = LimitReached<'static>),
         Gone, BadBody, StoreFailure,
     ))]
