@@ -401,18 +401,9 @@ impl<T: DeserializeOwned + Default + 'static> FromRequest for OptionalJson<T> {
 }
 
 /// The `streamId` of a query string (the seed `endstream`), if any; other
-/// parameters are ignored.
+/// parameters are ignored. Read by the seed end's extractor.
 #[derive(Debug, Default)]
 pub(crate) struct StreamQuery(pub(crate) Option<StreamId>);
-
-impl FromRequest for StreamQuery {
-    type Error = ApiError;
-    type Future = Ready<Result<Self, ApiError>>;
-
-    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(Self::read(req))
-    }
-}
 
 impl StreamQuery {
     /// The query of `req`, parsed: `streamId` only, other parameters ignored.

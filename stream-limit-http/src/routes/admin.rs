@@ -22,15 +22,15 @@ use serde::{Deserialize, Deserializer, Serialize};
 use stream_limit_core::{MaxStreams, StreamLimiter};
 use subtle::ConstantTimeEq;
 
-use utoipa::{IntoParams, IntoResponses, ToSchema};
+use utoipa::{IntoParams, ToSchema};
 
-use super::docs::{BadBody, BadInput, NotFound, StoreFailure};
+use super::docs::{BadBody, BadInput, NotFound, StoreFailure, Unauthorized};
 use super::streams::end_response;
 use super::{read, resource, route_not_found, GET};
 use crate::error::ApiError;
 use crate::extract::{JsonBody, PathStream, PathViewer};
 use crate::respond::json;
-use crate::wire::{Ended, ErrorBody, HistoryEntry, StreamList};
+use crate::wire::{Ended, HistoryEntry, StreamList};
 
 /// The operators' header.
 const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
@@ -54,16 +54,6 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     )
     .service(resource("/admin/openapi.json", GET).route(read().to(openapi_json)))
     .default_service(web::to(route_not_found));
-}
-
-/// `401`: no valid `X-API-Key`.
-// Only described in the OpenAPI document; the answers themselves are `ApiError`s.
-#[allow(dead_code)]
-#[derive(IntoResponses)]
-pub(crate) enum Unauthorized {
-    /// `X-API-Key` is missing, repeated or wrong.
-    #[response(status = 401)]
-    Unauthorized(#[to_schema] ErrorBody<'static>),
 }
 
 /// Middleware of the whole admin app: `401` unless exactly one `X-API-Key`

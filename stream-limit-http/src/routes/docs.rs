@@ -15,10 +15,10 @@ use actix_web::HttpResponse;
 use serde_json::Value;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::openapi::{OpenApi as Document, PathItem};
-use utoipa::{IntoResponses, Modify, OpenApi};
+use utoipa::{Modify, OpenApi};
 
 use crate::respond::json_content_type;
-use crate::wire::{ErrorBody, Reason};
+use crate::wire::Reason;
 
 /// The public listener's API.
 #[derive(OpenApi)]
@@ -185,75 +185,84 @@ pub(crate) fn route_index() -> Vec<u8> {
     serde_json::to_vec(&index).unwrap_or_default()
 }
 
-/// `400`: malformed input.
-// Only described in the OpenAPI document; the answers themselves are `ApiError`s.
-#[allow(dead_code)]
-#[derive(IntoResponses)]
-pub(crate) enum BadInput {
-    /// A path parameter, header or query value is invalid.
-    #[response(status = 400)]
-    BadRequest(#[to_schema] ErrorBody<'static>),
-}
+pub(crate) use responses::{
+    BadBody, BadInput, Gone, NotFound, NotRouted, StoreFailure, Unauthorized,
+};
 
-/// `400`, `408`, `413`: malformed input or body.
-// Only described in the OpenAPI document; the answers themselves are `ApiError`s.
+/// The error answers many operations share, as the OpenAPI document lists
+/// them. Only described, never built: the answers themselves are `ApiError`s.
 #[allow(dead_code)]
-#[derive(IntoResponses)]
-pub(crate) enum BadBody {
-    /// A path parameter, header, query value or the JSON body is invalid.
-    #[response(status = 400)]
-    BadRequest(#[to_schema] ErrorBody<'static>),
-    /// A body was announced but did not arrive within 5 s.
-    #[response(status = 408)]
-    Timeout(#[to_schema] ErrorBody<'static>),
-    /// The body is larger than `server.max_body_bytes`.
-    #[response(status = 413)]
-    TooLarge(#[to_schema] ErrorBody<'static>),
-}
+mod responses {
+    use utoipa::IntoResponses;
 
-/// `404 stream_not_found`.
-// Only described in the OpenAPI document; the answers themselves are `ApiError`s.
-#[allow(dead_code)]
-#[derive(IntoResponses)]
-pub(crate) enum NotFound {
-    /// No such stream for this viewer (or it left the history window).
-    #[response(status = 404)]
-    NotFound(#[to_schema] ErrorBody<'static>),
-}
+    use crate::wire::ErrorBody;
 
-/// `410 stream_gone`.
-// Only described in the OpenAPI document; the answers themselves are `ApiError`s.
-#[allow(dead_code)]
-#[derive(IntoResponses)]
-pub(crate) enum Gone {
-    /// The named stream no longer counts; `reason` says why.
-    #[response(status = 410)]
-    Gone(#[to_schema] ErrorBody<'static>),
-}
+    /// `400`: malformed input.
+    #[derive(IntoResponses)]
+    pub(crate) enum BadInput {
+        /// A path parameter, header or query value is invalid.
+        #[response(status = 400)]
+        BadRequest(#[to_schema] ErrorBody<'static>),
+    }
 
-/// The seed routes' `404` / `405`.
-// Only described in the OpenAPI document; the answers themselves are `ApiError`s.
-#[allow(dead_code)]
-#[derive(IntoResponses)]
-pub(crate) enum NotRouted {
-    /// Not a route (`{"msg":"Route not found"}`).
-    #[response(status = 404)]
-    NotFound(#[to_schema] ErrorBody<'static>),
-    /// A method other than GET or HEAD (`{"msg":"Method not allowed"}`).
-    #[response(status = 405)]
-    MethodNotAllowed(#[to_schema] ErrorBody<'static>),
-}
+    /// `400`, `408`, `413`: malformed input or body.
+    #[derive(IntoResponses)]
+    pub(crate) enum BadBody {
+        /// A path parameter, header, query value or the JSON body is invalid.
+        #[response(status = 400)]
+        BadRequest(#[to_schema] ErrorBody<'static>),
+        /// A body was announced but did not arrive within 5 s.
+        #[response(status = 408)]
+        Timeout(#[to_schema] ErrorBody<'static>),
+        /// The body is larger than `server.max_body_bytes`.
+        #[response(status = 413)]
+        TooLarge(#[to_schema] ErrorBody<'static>),
+    }
 
-/// `500`, `503`: the store failed.
-// Only described in the OpenAPI document; the answers themselves are `ApiError`s.
-#[allow(dead_code)]
-#[derive(IntoResponses)]
-pub(crate) enum StoreFailure {
-    /// The store answered with an error (`internal_error`; a bug).
-    #[response(status = 500)]
-    Internal(#[to_schema] ErrorBody<'static>),
-    /// The store is unreachable (`store_unavailable`, when
-    /// `limits.on_store_error = deny`) or busy (`store_busy`): retry.
-    #[response(status = 503)]
-    Unavailable(#[to_schema] ErrorBody<'static>),
+    /// `404 stream_not_found`.
+    #[derive(IntoResponses)]
+    pub(crate) enum NotFound {
+        /// No such stream for this viewer (or it left the history window).
+        #[response(status = 404)]
+        NotFound(#[to_schema] ErrorBody<'static>),
+    }
+
+    /// `410 stream_gone`.
+    #[derive(IntoResponses)]
+    pub(crate) enum Gone {
+        /// The named stream no longer counts; `reason` says why.
+        #[response(status = 410)]
+        Gone(#[to_schema] ErrorBody<'static>),
+    }
+
+    /// The seed routes' `404` / `405`.
+    #[derive(IntoResponses)]
+    pub(crate) enum NotRouted {
+        /// Not a route (`{"msg":"Route not found"}`).
+        #[response(status = 404)]
+        NotFound(#[to_schema] ErrorBody<'static>),
+        /// A method other than GET or HEAD (`{"msg":"Method not allowed"}`).
+        #[response(status = 405)]
+        MethodNotAllowed(#[to_schema] ErrorBody<'static>),
+    }
+
+    /// `500`, `503`: the store failed.
+    #[derive(IntoResponses)]
+    pub(crate) enum StoreFailure {
+        /// The store answered with an error (`internal_error`; a bug).
+        #[response(status = 500)]
+        Internal(#[to_schema] ErrorBody<'static>),
+        /// The store is unreachable (`store_unavailable`, when
+        /// `limits.on_store_error = deny`) or busy (`store_busy`): retry.
+        #[response(status = 503)]
+        Unavailable(#[to_schema] ErrorBody<'static>),
+    }
+
+    /// `401`: no valid `X-API-Key`.
+    #[derive(IntoResponses)]
+    pub(crate) enum Unauthorized {
+        /// `X-API-Key` is missing, repeated or wrong.
+        #[response(status = 401)]
+        Unauthorized(#[to_schema] ErrorBody<'static>),
+    }
 }

@@ -108,7 +108,7 @@ fn route(req: &HttpRequest) -> Result<UserId, ApiError> {
 /// percent-decoded where actix decodes, exactly like a `{user_id}` segment):
 /// anything but one non-empty segment is `404`, a method other than
 /// `GET`/`HEAD` is `405`, then the id is parsed (`400`).
-pub(crate) fn seed_user(rest: &str, method: &Method) -> Result<UserId, ApiError> {
+fn seed_user(rest: &str, method: &Method) -> Result<UserId, ApiError> {
     // actix's `{user_id}` is the regex `[^/]+`, anchored at both ends.
     let raw = rest
         .strip_prefix('/')
