@@ -43,6 +43,7 @@ pub const DEFAULTS: &[(&str, DefaultValue)] = &[
     ("store.max_batch", DefaultValue::Int(64)),
     ("store.batch_wait_us", DefaultValue::Int(0)),
     ("store.history_per_viewer", DefaultValue::Int(32)),
+    ("store.citus", DefaultValue::Bool(false)),
     ("sweeper.interval_secs", DefaultValue::Int(30)),
     ("sweeper.batch", DefaultValue::Int(1000)),
     ("sweeper.history_retention_secs", DefaultValue::Int(604_800)),
@@ -59,6 +60,8 @@ pub enum DefaultValue {
     Str(&'static str),
     /// A number.
     Int(i64),
+    /// A switch.
+    Bool(bool),
 }
 
 /// The file read when neither `--config` nor `STREAM_LIMIT_CONFIG` names one.
@@ -145,6 +148,9 @@ pub struct StoreSettings {
     pub batch_wait_us: u64,
     /// Ended streams kept per viewer in Postgres (the in-memory store keeps 32).
     pub history_per_viewer: usize,
+    /// The database is a Citus coordinator whose tables are distributed by
+    /// viewer (`ecosystem/citus/distribute.sql`): batches stay on one shard.
+    pub citus: bool,
 }
 
 /// `store.synchronous_commit`: Postgres's durability setting for this
@@ -231,6 +237,7 @@ impl Settings {
             builder = match *value {
                 DefaultValue::Str(s) => builder.set_default(*key, s)?,
                 DefaultValue::Int(i) => builder.set_default(*key, i)?,
+                DefaultValue::Bool(b) => builder.set_default(*key, b)?,
             };
         }
         let named = config_file

@@ -54,6 +54,7 @@ pub async fn open(settings: &Settings) -> Result<OpenedStore, StoreSetupError> {
 pub async fn connect(settings: &Settings) -> Result<OpenedStore, StoreSetupError> {
     let store = postgres(settings)?;
     let applied = store.migrate().await?;
+    store.check_layout().await?;
     tracing::info!(applied, "connected to Postgres; migrations up to date");
     Ok(OpenedStore {
         batch_sizes: Some(store.batch_sizes()),
@@ -84,5 +85,6 @@ fn postgres(settings: &Settings) -> Result<PostgresStore, StoreSetupError> {
         max_batch: settings.store.max_batch,
         history_per_viewer: settings.store.history_per_viewer,
         batch_wait: Duration::from_micros(settings.store.batch_wait_us),
+        citus: settings.store.citus,
     })?)
 }

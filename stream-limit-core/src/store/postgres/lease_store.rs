@@ -5,10 +5,15 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::queue::{Answer, Decision};
+use std::collections::HashMap;
+
+use tokio_postgres::types::ToSql;
+
+use super::citus::ShardMap;
+use super::queue::{Answer, Decision, Pending};
 use super::{rows, sql, PostgresError, PostgresStore};
 use crate::domain::ids::{StreamId, ViewerId};
-use crate::domain::lease::{EndReason, Lease, StreamRecord};
+use crate::domain::lease::{EndReason, Lease, StreamRecord, Timestamp};
 use crate::domain::outcome::{
     EndOldestOutcome, EndOutcome, HeartbeatOutcome, StartOutcome, SweepReport,
 };
@@ -29,6 +34,83 @@ fn millis(duration: Duration) -> i64 {
 /// The answer of a decision of another kind: a bug in the batch code.
 fn mismatch() -> StoreError {
     PostgresError::Shape("an answer of the wrong kind").into()
+}
+
+impl PostgresStore {
+    /// The sweep on Citus, which runs no multi-shard `FOR UPDATE` and no
+    /// volatile function in a distributed modification: candidates come
+    /// from a read of every shard, then each viewer is cleaned by statements
+    /// scoped to it, so every write stays on one shard. Expired leases move
+    /// in batches of one shard (`Decision::Expire`: locked, judged by the
+    /// worker's clock after the lock, written back as a decision is), in
+    /// transactions of the sweeper's own, which race the decisions at the
+    /// row lock as the single-server sweep does.
+    async fn sweep_by_viewer(
+        &self,
+        shards: &ShardMap,
+        batch: i64,
+        grace: Duration,
+        retention: Duration,
+    ) -> Result<SweepReport, StoreError> {
+        let (grace_ms, retention_ms) = (millis(grace), millis(retention));
+        // The three reads each visit every shard: at once, on three
+        // connections. A viewer emptied by this pass is forgotten by the next.
+        let expiring: [&(dyn ToSql + Sync); 2] = [&batch, &grace_ms];
+        let aged: [&(dyn ToSql + Sync); 2] = [&batch, &retention_ms];
+        let idle: [&(dyn ToSql + Sync); 3] = [&batch, &grace_ms, &retention_ms];
+        let (candidates, old, idle) = tokio::join!(
+            self.query(sql::EXPIRED_VIEWERS, &expiring),
+            self.query(sql::OLD_HISTORY, &aged),
+            self.query(sql::IDLE_VIEWERS, &idle),
+        );
+        let (candidates, old, idle) = (candidates?, old?, idle?);
+        let mut by_shard: HashMap<i64, Vec<Pending>> = HashMap::new();
+        for row in &candidates {
+            let viewer: String = row.try_get("viewer").map_err(PostgresError::from)?;
+            // Answered here, from the batch's result: nobody waits on `reply`.
+            let (reply, _) = tokio::sync::oneshot::channel();
+            by_shard
+                .entry(shards.group(&viewer))
+                .or_default()
+                .push(Pending {
+                    viewer,
+                    decision: Decision::Expire(grace),
+                    reply,
+                });
+        }
+        let mut expired = 0;
+        for pending in by_shard.values() {
+            for batch in pending.chunks(self.batching.max) {
+                for answer in self.decide_now(batch).await? {
+                    match answer {
+                        Answer::Expired(moved) => expired += moved,
+                        _ => return Err(mismatch()),
+                    }
+                }
+            }
+        }
+
+        let mut purged = 0;
+        for row in &old {
+            let viewer: String = row.try_get("viewer").map_err(PostgresError::from)?;
+            let cutoff: Timestamp = row.try_get("cutoff").map_err(PostgresError::from)?;
+            let gone = self
+                .query(sql::PURGE_VIEWER_HISTORY, &[&viewer, &cutoff])
+                .await?;
+            purged += gone.len() as u64;
+        }
+
+        for row in &idle {
+            let viewer: String = row.try_get("viewer").map_err(PostgresError::from)?;
+            let now: Timestamp = row.try_get("now").map_err(PostgresError::from)?;
+            self.query(
+                sql::FORGET_VIEWER,
+                &[&viewer, &grace_ms, &retention_ms, &now],
+            )
+            .await?;
+        }
+        Ok(SweepReport { expired, purged })
+    }
 }
 
 #[async_trait]
@@ -114,6 +196,9 @@ impl LeaseStore for PostgresStore {
         retention: Duration,
     ) -> Result<SweepReport, StoreError> {
         let batch = i64::try_from(batch).unwrap_or(i64::MAX);
+        if let Some(shards) = &self.shards {
+            return self.sweep_by_viewer(shards, batch, grace, retention).await;
+        }
         let (grace, retention) = (millis(grace), millis(retention));
         let expired = self
             .sweep_count(sql::SWEEP_EXPIRED, &[&batch, &grace])

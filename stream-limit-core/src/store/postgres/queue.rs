@@ -6,11 +6,17 @@
 //! in the instance, for the next batch, instead of queueing on its row lock
 //! in the database with a pooled connection each. So a hot viewer costs one
 //! connection at most, and the other viewers keep the rest.
+//!
+//! On Citus a batch also holds the decisions of one shard only
+//! (`super::citus`): a transaction over two shards would commit with
+//! two-phase commit.
 
 use std::collections::{HashSet, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::{oneshot, Notify};
+
+use super::citus::ShardMap;
 
 use crate::domain::ids::StreamId;
 use crate::domain::lease::EndReason;
@@ -25,6 +31,9 @@ pub(super) enum Decision {
     Heartbeat(StreamId),
     End(StreamId, EndReason),
     EndOldest,
+    /// The sweeper's, on Citus: moves the leases that expired more than this
+    /// long ago to history (see `super::lease_store`).
+    Expire(std::time::Duration),
 }
 
 /// A decision's outcome, of the kind that matches its [`Decision`].
@@ -34,6 +43,8 @@ pub(super) enum Answer {
     Heartbeat(HeartbeatOutcome),
     End(EndOutcome),
     EndOldest(EndOldestOutcome),
+    /// How many leases moved to history.
+    Expired(u64),
 }
 
 /// A decision and where its answer goes.
@@ -65,9 +76,19 @@ struct State {
 pub(super) struct Queue {
     state: Mutex<State>,
     ready: Notify,
+    /// On Citus: the shards, by which batches are grouped.
+    shards: Option<Arc<ShardMap>>,
 }
 
 impl Queue {
+    /// A queue whose batches each hold the decisions of one shard of `shards`.
+    pub fn by_shard(shards: Arc<ShardMap>) -> Self {
+        Self {
+            shards: Some(shards),
+            ..Self::default()
+        }
+    }
+
     /// Adds a decision; a free worker takes it at once.
     pub fn push(&self, pending: Pending) {
         {
@@ -96,7 +117,7 @@ impl Queue {
                 if state.closed {
                     return None;
                 }
-                let batch = state.take(max);
+                let batch = state.take(max, self.shards.as_deref());
                 if !batch.is_empty() {
                     let more = state
                         .waiting
@@ -119,7 +140,7 @@ impl Queue {
     pub fn top_up(&self, batch: &mut Vec<Pending>, max: usize) {
         let mut state = self.lock();
         let mine: HashSet<String> = batch.iter().map(|p| p.viewer.clone()).collect();
-        state.take_into(batch, mine, max);
+        state.take_into(batch, mine, max, self.shards.as_deref());
     }
 
     /// The batch holding `viewers` is done: their waiting decisions may go.
@@ -160,15 +181,23 @@ impl Queue {
 }
 
 impl State {
-    fn take(&mut self, max: usize) -> Vec<Pending> {
+    fn take(&mut self, max: usize, shards: Option<&ShardMap>) -> Vec<Pending> {
         let mut batch = Vec::new();
-        self.take_into(&mut batch, HashSet::new(), max);
+        self.take_into(&mut batch, HashSet::new(), max, shards);
         batch
     }
 
     /// Moves eligible waiting decisions into `batch`, whose viewers `mine`
-    /// are (or are about to be) in flight for it.
-    fn take_into(&mut self, batch: &mut Vec<Pending>, mut mine: HashSet<String>, max: usize) {
+    /// are (or are about to be) in flight for it. With `shards`, only
+    /// decisions of the shard of the batch's first viewer are eligible.
+    fn take_into(
+        &mut self,
+        batch: &mut Vec<Pending>,
+        mut mine: HashSet<String>,
+        max: usize,
+        shards: Option<&ShardMap>,
+    ) {
+        let mut group = shards.zip(batch.first()).map(|(s, p)| s.group(&p.viewer));
         let mut kept = VecDeque::with_capacity(self.waiting.len());
         while let Some(pending) = self.waiting.pop_front() {
             if pending.reply.is_closed() {
@@ -176,9 +205,18 @@ impl State {
             }
             let held_elsewhere =
                 self.in_flight.contains(&pending.viewer) && !mine.contains(&pending.viewer);
+            // One viewer's decisions share its shard, so skipping them all
+            // keeps their order.
+            let other_shard = match shards {
+                Some(shards) if batch.len() < max && !held_elsewhere => {
+                    let mine = shards.group(&pending.viewer);
+                    *group.get_or_insert(mine) != mine
+                }
+                _ => false,
+            };
             // A viewer's decisions stay in arrival order: once one of them
             // waits (held elsewhere, or the batch is full), so do the later ones.
-            if !held_elsewhere && batch.len() < max {
+            if !held_elsewhere && !other_shard && batch.len() < max {
                 mine.insert(pending.viewer.clone());
                 batch.push(pending);
             } else {
@@ -278,6 +316,30 @@ mod tests {
         assert_eq!(viewers(&first), ["a", "a", "c"]);
         queue.top_up(&mut second, 8);
         assert_eq!(viewers(&second), ["b", "b"]);
+    }
+
+    #[tokio::test]
+    async fn by_shard_a_batch_holds_one_shard_and_the_others_wait_in_order() {
+        // hashtext: user:1 829193487, user:9 1763903600 (shard 1);
+        // user:42 -1579110294 (shard 0).
+        let queue = Queue::by_shard(Arc::new(ShardMap::fixed(vec![i32::MIN, 0])));
+        let mut receivers = Vec::new();
+        push_all(
+            &queue,
+            &["user:1", "user:42", "user:9", "user:42"],
+            &mut receivers,
+        );
+        let first = queue.take(8).await.expect("open queue");
+        assert_eq!(viewers(&first), ["user:1", "user:9"]);
+        let second = queue.take(8).await.expect("open queue");
+        assert_eq!(viewers(&second), ["user:42", "user:42"]);
+        queue.release(viewers(&first));
+        push_all(&queue, &["user:42", "user:1"], &mut receivers);
+        let mut third = Vec::new();
+        // A top-up stays on the batch's shard.
+        third.push(second.into_iter().next().expect("a decision"));
+        queue.top_up(&mut third, 8);
+        assert_eq!(viewers(&third), ["user:42", "user:42"]);
     }
 
     #[tokio::test]

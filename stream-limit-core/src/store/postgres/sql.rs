@@ -149,14 +149,15 @@ ON CONFLICT (viewer) DO UPDATE SET started = cur.started WHERE false";
 /// cost 7% of the mix's throughput (12 runs of 6 s each way).
 pub(super) const READ: &str = "\
 WITH v AS MATERIALIZED (
-        SELECT v.viewer, v.max_streams, v.leases, v.sweep_after,
-               v.started OR coalesce((SELECT true FROM stream_history h WHERE h.viewer = v.viewer LIMIT 1), false) AS seen
+        SELECT v.viewer, v.max_streams, v.leases,
+               v.started OR coalesce((SELECT true FROM stream_history h
+                                     WHERE h.viewer = v.viewer AND h.viewer = ANY($1::text[]) LIMIT 1), false) AS seen
           FROM viewers v WHERE v.viewer = ANY($1::text[])
            FOR NO KEY UPDATE OF v SKIP LOCKED
 ), c AS MATERIALIZED (
         SELECT stream_limit_now() AS now, count(*) AS locked FROM v
 )
-SELECT c.now, v.viewer, v.max_streams, v.leases, v.sweep_after, v.seen
+SELECT c.now, v.viewer, v.max_streams, v.leases, v.seen
   FROM c LEFT JOIN v ON true";
 
 /// The history of the streams a batch names that are not in their viewer's
@@ -166,7 +167,8 @@ pub(super) const PAST: &str = "\
 SELECT h.viewer, h.stream_id, h.started_at, h.ended_at, h.reason, h.device_id, h.content_id
   FROM stream_history h
   JOIN unnest($1::text[], $2::uuid[]) AS u(viewer, stream_id)
-    ON h.viewer = u.viewer AND h.stream_id = u.stream_id";
+    ON h.viewer = u.viewer AND h.stream_id = u.stream_id
+ WHERE h.viewer = ANY($1::text[])";
 
 /// Writes back what a batch decided, in one statement: each changed viewer's
 /// row (`$1` viewer, `$2` started, `$3` sweep_after; `$4` the index of each
@@ -205,11 +207,65 @@ DELETE FROM stream_history h
  USING (SELECT u.viewer, c.ended_at, c.stream_id
           FROM unnest($1::text[]) AS u(viewer)
           CROSS JOIN LATERAL (SELECT x.ended_at, x.stream_id FROM stream_history x
-                               WHERE x.viewer = u.viewer
+                               WHERE x.viewer = u.viewer AND x.viewer = ANY($1::text[])
                                ORDER BY x.ended_at DESC, x.stream_id
                               OFFSET $2::bigint - 1 LIMIT 1) c) cut
- WHERE h.viewer = cut.viewer
+ WHERE h.viewer = cut.viewer AND h.viewer = ANY($1::text[])
    AND (h.ended_at < cut.ended_at OR (h.ended_at = cut.ended_at AND h.stream_id > cut.stream_id))";
+
+/// On Citus, [`LOCK`]: `INSERT … SELECT` from anything but a colocated
+/// table goes through the coordinator (intermediate results copied to the
+/// worker), which commits with two-phase commit even on one shard. A
+/// `VALUES` list is routed to the shard as it is, so the batch's `n` viewers
+/// (`$1`, sorted) are listed, one row each. Every viewer gets a row, with a
+/// start or not: locking the others in a second statement could lock in two
+/// orders and deadlock. A row made this way holds nothing (not `started`, no
+/// lease); the sweeper forgets it once `grace` old.
+pub(super) fn citus_lock(n: usize) -> String {
+    let rows: Vec<String> = (1..=n).map(|i| format!("(($1::text[])[{i}])")).collect();
+    format!(
+        "INSERT INTO viewers AS cur (viewer) VALUES {} \
+         ON CONFLICT (viewer) DO UPDATE SET started = cur.started WHERE false",
+        rows.join(", ")
+    )
+}
+
+/// On Citus, the history half of [`WRITE`], as its own statement: `n` rows
+/// of `$1`–`$7` (the columns of `stream_history`), as a `VALUES` list for
+/// the reason given at [`citus_lock`].
+pub(super) fn citus_history(n: usize) -> String {
+    let rows: Vec<String> = (1..=n)
+        .map(|i| {
+            format!(
+                "(($1::text[])[{i}], ($2::uuid[])[{i}], ($3::timestamptz[])[{i}], \
+                 ($4::timestamptz[])[{i}], ($5::text[])[{i}], ($6::text[])[{i}], ($7::text[])[{i}])"
+            )
+        })
+        .collect();
+    format!(
+        "INSERT INTO stream_history (viewer, stream_id, started_at, ended_at, reason, device_id, content_id) \
+         VALUES {} ON CONFLICT (viewer, stream_id) DO NOTHING",
+        rows.join(", ")
+    )
+}
+
+/// On Citus, the viewers half of [`WRITE`] (`$1`–`$5` as there). It names
+/// its viewers (`v.viewer = ANY($1)`), so Citus prunes it to their shard and
+/// sends it whole to that shard's worker.
+pub(super) const CITUS_UPDATE: &str = "\
+WITH w AS (
+    SELECT w.viewer, w.started, w.sweep_after, w.i
+      FROM unnest($1::text[], $2::boolean[], $3::timestamptz[]) WITH ORDINALITY AS w(viewer, started, sweep_after, i)
+), l AS (
+    SELECT x.owner, array_agg(x.lease ORDER BY x.n) AS leases
+      FROM (SELECT unnest($4::bigint[]) AS owner, unnest($5::stream_lease[]) AS lease,
+                   generate_subscripts($4::bigint[], 1) AS n) x
+     GROUP BY x.owner
+)
+UPDATE viewers v
+   SET leases = coalesce(l.leases, '{}'), started = w.started, sweep_after = w.sweep_after
+  FROM w LEFT JOIN l ON l.owner = w.i
+ WHERE v.viewer = w.viewer AND v.viewer = ANY($1::text[])";
 
 /// Readiness: a transaction that commits as a decision does. A transactional
 /// WAL message (about 60 bytes, no table) gives it a transaction id and a WAL
@@ -282,3 +338,53 @@ doomed AS (
 ),
 gone AS (DELETE FROM viewers v USING doomed d WHERE v.viewer = d.viewer RETURNING 1)
 SELECT count(*) AS n FROM gone";
+
+/// On Citus: up to `$1` viewers with leases that expired more than `$2` ms
+/// ago, found by a read of every shard (Citus runs a multi-shard `SELECT …
+/// LIMIT`, but no multi-shard `FOR UPDATE`); each is then swept by a batch
+/// of its own shard, under its row lock (`Decision::Expire`).
+pub(super) const EXPIRED_VIEWERS: &str = "\
+SELECT viewer FROM viewers
+ WHERE sweep_after <= stream_limit_now() - $2::bigint * interval '1 millisecond'
+ LIMIT $1";
+
+/// On Citus: up to `$1` viewers with history that ended more than `$2` ms
+/// ago, each with the cutoff (read on its worker), for [`PURGE_VIEWER_HISTORY`].
+pub(super) const OLD_HISTORY: &str = "\
+SELECT viewer, min(stream_limit_now() - $2::bigint * interval '1 millisecond') AS cutoff
+  FROM stream_history
+ WHERE ended_at < stream_limit_now() - $2::bigint * interval '1 millisecond'
+ GROUP BY viewer LIMIT $1";
+
+/// On Citus: forgets the history of viewer `$1` that ended before `$2`. One
+/// viewer per statement, so Citus routes it to one shard (no two-phase
+/// commit); the cutoff is a parameter because Citus refuses volatile
+/// functions in a distributed modification.
+pub(super) const PURGE_VIEWER_HISTORY: &str = "\
+DELETE FROM stream_history WHERE viewer = $1 AND ended_at < $2 RETURNING 1";
+
+/// On Citus: up to `$1` viewers with nothing left to remember, as in
+/// [`SWEEP_VIEWERS`], found by a read of every shard, with the clock read
+/// there, for [`FORGET_VIEWER`].
+pub(super) const IDLE_VIEWERS: &str = "\
+SELECT v.viewer, min(stream_limit_now()) AS now FROM viewers v
+ WHERE v.max_streams IS NULL
+   AND v.created_at < stream_limit_now() - $2::bigint * interval '1 millisecond'
+   AND (NOT v.started OR v.created_at < stream_limit_now() - $3::bigint * interval '1 millisecond')
+   AND cardinality(v.leases) = 0
+   AND NOT EXISTS (SELECT 1 FROM stream_history h WHERE h.viewer = v.viewer)
+ GROUP BY v.viewer LIMIT $1";
+
+/// On Citus: forgets viewer `$1` if it still has nothing to remember at
+/// `$4` (the clock [`IDLE_VIEWERS`] read; `$2`, `$3` its ages). Skipped if a
+/// decision holds the row: as in [`SWEEP_VIEWERS`], a start waiting for the
+/// lock re-creates the row.
+pub(super) const FORGET_VIEWER: &str = "\
+DELETE FROM viewers v
+ WHERE v.viewer = $1
+   AND v.viewer IN (SELECT x.viewer FROM viewers x WHERE x.viewer = $1 FOR UPDATE SKIP LOCKED)
+   AND v.max_streams IS NULL
+   AND v.created_at < $4::timestamptz - $2::bigint * interval '1 millisecond'
+   AND (NOT v.started OR v.created_at < $4::timestamptz - $3::bigint * interval '1 millisecond')
+   AND cardinality(v.leases) = 0
+   AND NOT EXISTS (SELECT 1 FROM stream_history h WHERE h.viewer = $1)";

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use deadpool_postgres::Pool;
 
+use super::citus::ShardMap;
 use super::error::PostgresError;
 use super::queue::{Pending, Queue};
 use super::{batch, bounded, release};
@@ -26,6 +27,8 @@ pub(super) struct Batching {
     pub timeout: Duration,
     /// History entries kept per viewer.
     pub history: usize,
+    /// The tables are distributed by Citus: batches use its statements.
+    pub citus: bool,
 }
 
 /// How many decisions the batches held: counts per power-of-two bucket, for
@@ -64,9 +67,22 @@ impl BatchSizes {
     }
 }
 
-/// Runs batches until the queue closes.
-pub(super) async fn run(queue: Arc<Queue>, pool: Pool, batching: Batching, sizes: Arc<BatchSizes>) {
-    while let Some(mut pending) = queue.take(batching.max).await {
+/// Runs batches until the queue closes. With `shards` (on Citus), keeps the
+/// shard ranges the queue groups by up to date.
+pub(super) async fn run(
+    queue: Arc<Queue>,
+    pool: Pool,
+    batching: Batching,
+    sizes: Arc<BatchSizes>,
+    shards: Option<Arc<ShardMap>>,
+) {
+    loop {
+        if let Some(shards) = &shards {
+            refresh(&pool, shards, batching.timeout).await;
+        }
+        let Some(mut pending) = queue.take(batching.max).await else {
+            break;
+        };
         if !batching.wait.is_zero() && pending.len() < batching.max {
             tokio::time::sleep(batching.wait).await;
             queue.top_up(&mut pending, batching.max);
@@ -75,6 +91,29 @@ pub(super) async fn run(queue: Arc<Queue>, pool: Pool, batching: Batching, sizes
         sizes.record(pending.len());
         decide(&pool, pending, batching).await;
         queue.release(viewers.iter().map(String::as_str));
+    }
+}
+
+/// Re-reads the shard ranges once they are stale. If that fails, the old
+/// ranges stay until the next refresh: batches may then span shards (slower,
+/// not wrong).
+async fn refresh(pool: &Pool, shards: &ShardMap, timeout: Duration) {
+    if !shards.stale() {
+        return;
+    }
+    let result = async {
+        let client = pool.get().await?;
+        let result = bounded(timeout, shards.load(&client)).await;
+        release(client, &result);
+        result
+    }
+    .await;
+    match result {
+        Ok(count) => tracing::debug!(shards = count, "read the Citus shard ranges"),
+        Err(error) => {
+            shards.postpone();
+            tracing::warn!(%error, "could not read the Citus shard ranges; batching as before");
+        }
     }
 }
 
@@ -118,7 +157,7 @@ async fn attempt(
     let client = pool.get().await?;
     let result = bounded(
         batching.timeout,
-        batch::decide(&client, pending, batching.history),
+        batch::decide(&client, pending, batching.history, batching.citus),
     )
     .await;
     release(client, &result);
