@@ -20,7 +20,8 @@
 #
 # Environment: BENCH_RUNS [3], BENCH_DURATION [8], BENCH_CONNECTIONS [32],
 # BENCH_THREADS [2], BENCH_USERS [100000], BENCH_WORKERS [1],
-# BENCH_POOL_SIZE [16], BENCH_BATCH_WORKERS [4], BENCH_CITUS_LOG [unset: skip
+# BENCH_POOL_SIZE [16], BENCH_BATCH_WORKERS [4], BENCH_MAX_BATCH [64: 1 makes
+# every decision a transaction of its own], BENCH_CITUS_LOG [unset: skip
 # the statement count], --bin PATH (else target/release/stream-limit-http).
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -67,6 +68,7 @@ start_server() { # start_server URL [ENV=VALUE...]
         STREAM_LIMIT__SERVER__HOST=127.0.0.1 STREAM_LIMIT__SERVER__WORKERS="${BENCH_WORKERS:-1}" \
         STREAM_LIMIT__STORE__POOL_SIZE="${BENCH_POOL_SIZE:-16}" \
         STREAM_LIMIT__STORE__BATCH_WORKERS="${BENCH_BATCH_WORKERS:-4}" \
+        STREAM_LIMIT__STORE__MAX_BATCH="${BENCH_MAX_BATCH:-64}" \
         "$@" "$BIN" > "/tmp/$NAME.log" 2>&1 &
     SERVER=$!
     for _ in $(seq 100); do
@@ -96,7 +98,7 @@ measure() { # measure LABEL: RUNS alternating runs, then medians
         "$label" "$mm" "$hm" "$(echo "$mm / $hm" | bc -l)"
 }
 
-echo "binary: $BIN; wrk -t$THREADS -c$CONNS, $RUNS x ${SECS}s; users $BENCH_USERS"
+echo "binary: $BIN; wrk -t$THREADS -c$CONNS, $RUNS x ${SECS}s; users $BENCH_USERS; pool ${BENCH_POOL_SIZE:-16}, batch workers ${BENCH_BATCH_WORKERS:-4}, max batch ${BENCH_MAX_BATCH:-64}"
 echo "postgres: $(psql "$PG_URL" -Atc 'SHOW server_version')"
 echo "citus: $(psql "$CITUS_URL" -Atc 'SELECT citus_version()'), $(psql "$CITUS_URL" -Atc 'SELECT count(*) FROM citus_get_active_worker_nodes()') workers, $(psql "$CITUS_URL" -Atc 'SHOW citus.shard_count') shards"
 
@@ -117,7 +119,7 @@ stop_server
 
 if [ -n "${BENCH_CITUS_LOG:-}" ]; then
     # The same load for 3 s, every statement the coordinator sends logged.
-    start_server "$(with_options "$CITUS_URL" "-c search_path=$NAME -c citus.log_remote_commands=on")" \
+    start_server "$(with_options "$CITUS_URL" "-c search_path=$NAME -c citus.log_remote_commands=on -c log_min_messages=notice")" \
         STREAM_LIMIT__STORE__CITUS=true
     from=$(stat -c %s "$BENCH_CITUS_LOG")
     SECS=3 rate >/dev/null
