@@ -308,22 +308,8 @@ async fn write_on_citus(
     trimmed: &[&str],
     history: usize,
 ) -> Result<(), PostgresError> {
-    let update_params: [&(dyn ToSql + Sync); 5] = [
-        &writes.viewers,
-        &writes.started,
-        &writes.sweep_after,
-        &writes.owners,
-        &writes.leases,
-    ];
-    let history_params: [&(dyn ToSql + Sync); 7] = [
-        &writes.ended_viewer,
-        &writes.ended_stream,
-        &writes.ended_started,
-        &writes.ended_at,
-        &writes.ended_reason,
-        &writes.ended_device,
-        &writes.ended_content,
-    ];
+    let update_params = writes.viewer_params();
+    let history_params = writes.history_params();
     let insert = if writes.ended_viewer.is_empty() {
         None
     } else {
@@ -346,6 +332,33 @@ async fn write_on_citus(
     trimmed?;
     committed?;
     Ok(())
+}
+
+impl Writes<'_> {
+    /// The viewers' columns: `$1`–`$5` of [`sql::WRITE`] and [`sql::CITUS_UPDATE`].
+    fn viewer_params(&self) -> [&(dyn ToSql + Sync); 5] {
+        [
+            &self.viewers,
+            &self.started,
+            &self.sweep_after,
+            &self.owners,
+            &self.leases,
+        ]
+    }
+
+    /// The history's columns: `$6`–`$12` of [`sql::WRITE`], `$1`–`$7` of
+    /// [`sql::citus_history`].
+    fn history_params(&self) -> [&(dyn ToSql + Sync); 7] {
+        [
+            &self.ended_viewer,
+            &self.ended_stream,
+            &self.ended_started,
+            &self.ended_at,
+            &self.ended_reason,
+            &self.ended_device,
+            &self.ended_content,
+        ]
+    }
 }
 
 /// Writes back the changed viewers and their new history, then commits, in
@@ -402,20 +415,9 @@ async fn write(
         return write_on_citus(client, &writes, &trimmed, history).await;
     }
     let write = client.prepare_cached(sql::WRITE).await?;
-    let params: [&(dyn ToSql + Sync); 12] = [
-        &writes.viewers,
-        &writes.started,
-        &writes.sweep_after,
-        &writes.owners,
-        &writes.leases,
-        &writes.ended_viewer,
-        &writes.ended_stream,
-        &writes.ended_started,
-        &writes.ended_at,
-        &writes.ended_reason,
-        &writes.ended_device,
-        &writes.ended_content,
-    ];
+    let [v1, v2, v3, v4, v5] = writes.viewer_params();
+    let [h1, h2, h3, h4, h5, h6, h7] = writes.history_params();
+    let params = [v1, v2, v3, v4, v5, h1, h2, h3, h4, h5, h6, h7];
     let keep = i64::try_from(history).unwrap_or(i64::MAX);
     let trim = prepare_trim(client, &trimmed).await?;
     let trim_params: [&(dyn ToSql + Sync); 2] = [&trimmed, &keep];

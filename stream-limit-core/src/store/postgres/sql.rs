@@ -170,15 +170,11 @@ SELECT h.viewer, h.stream_id, h.started_at, h.ended_at, h.reason, h.device_id, h
     ON h.viewer = u.viewer AND h.stream_id = u.stream_id
  WHERE h.viewer = ANY($1::text[])";
 
-/// Writes back what a batch decided, in one statement: each changed viewer's
-/// row (`$1` viewer, `$2` started, `$3` sweep_after; `$4` the index of each
-/// lease's viewer in `$1`, from 1, and `$5` the leases, oldest first per viewer)
-/// and the streams it ended (`$6`–`$12`: the columns of `stream_history`).
-///
-/// A stream id is in a viewer's row or in its history, never both, so the
-/// conflict clause only keeps a bug from turning into a failed batch.
-pub(super) const WRITE: &str = "\
-WITH w AS (
+/// The new rows of [`WRITE`] and [`CITUS_UPDATE`], from `$1`–`$5`: `w` one
+/// per changed viewer, `l` its leases as one array (by `w.i`).
+macro_rules! viewer_rows {
+    () => {
+        "w AS (
     SELECT w.viewer, w.started, w.sweep_after, w.i
       FROM unnest($1::text[], $2::boolean[], $3::timestamptz[]) WITH ORDINALITY AS w(viewer, started, sweep_after, i)
 ), l AS (
@@ -186,16 +182,39 @@ WITH w AS (
       FROM (SELECT unnest($4::bigint[]) AS owner, unnest($5::stream_lease[]) AS lease,
                    generate_subscripts($4::bigint[], 1) AS n) x
      GROUP BY x.owner
-), h AS (
+)"
+    };
+}
+
+/// The update of [`WRITE`] and [`CITUS_UPDATE`], from [`viewer_rows`].
+macro_rules! update_viewers {
+    () => {
+        "UPDATE viewers v
+   SET leases = coalesce(l.leases, '{}'), started = w.started, sweep_after = w.sweep_after
+  FROM w LEFT JOIN l ON l.owner = w.i
+ WHERE v.viewer = w.viewer"
+    };
+}
+
+/// Writes back what a batch decided, in one statement: each changed viewer's
+/// row (`$1` viewer, `$2` started, `$3` sweep_after; `$4` the index of each
+/// lease's viewer in `$1`, from 1, and `$5` the leases, oldest first per viewer)
+/// and the streams it ended (`$6`–`$12`: the columns of `stream_history`).
+///
+/// A stream id is in a viewer's row or in its history, never both, so the
+/// conflict clause only keeps a bug from turning into a failed batch.
+pub(super) const WRITE: &str = concat!(
+    "WITH ",
+    viewer_rows!(),
+    ", h AS (
     INSERT INTO stream_history (viewer, stream_id, started_at, ended_at, reason, device_id, content_id)
     SELECT * FROM unnest($6::text[], $7::uuid[], $8::timestamptz[], $9::timestamptz[],
                          $10::text[], $11::text[], $12::text[])
     ON CONFLICT (viewer, stream_id) DO NOTHING
 )
-UPDATE viewers v
-   SET leases = coalesce(l.leases, '{}'), started = w.started, sweep_after = w.sweep_after
-  FROM w LEFT JOIN l ON l.owner = w.i
- WHERE v.viewer = w.viewer";
+",
+    update_viewers!()
+);
 
 /// Keeps the `$2` most recent history entries of each viewer in `$1`, in
 /// [`HISTORY`]'s order (newest first, then by stream id): by default the
@@ -252,20 +271,13 @@ pub(super) fn citus_history(n: usize) -> String {
 /// On Citus, the viewers half of [`WRITE`] (`$1`–`$5` as there). It names
 /// its viewers (`v.viewer = ANY($1)`), so Citus prunes it to their shard and
 /// sends it whole to that shard's worker.
-pub(super) const CITUS_UPDATE: &str = "\
-WITH w AS (
-    SELECT w.viewer, w.started, w.sweep_after, w.i
-      FROM unnest($1::text[], $2::boolean[], $3::timestamptz[]) WITH ORDINALITY AS w(viewer, started, sweep_after, i)
-), l AS (
-    SELECT x.owner, array_agg(x.lease ORDER BY x.n) AS leases
-      FROM (SELECT unnest($4::bigint[]) AS owner, unnest($5::stream_lease[]) AS lease,
-                   generate_subscripts($4::bigint[], 1) AS n) x
-     GROUP BY x.owner
-)
-UPDATE viewers v
-   SET leases = coalesce(l.leases, '{}'), started = w.started, sweep_after = w.sweep_after
-  FROM w LEFT JOIN l ON l.owner = w.i
- WHERE v.viewer = w.viewer AND v.viewer = ANY($1::text[])";
+pub(super) const CITUS_UPDATE: &str = concat!(
+    "WITH ",
+    viewer_rows!(),
+    "\n",
+    update_viewers!(),
+    " AND v.viewer = ANY($1::text[])"
+);
 
 /// Readiness: a transaction that commits as a decision does. A transactional
 /// WAL message (about 60 bytes, no table) gives it a transaction id and a WAL
