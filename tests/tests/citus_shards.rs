@@ -9,6 +9,8 @@
 //! result with Citus's own counters (`citus_stat_counters`, Citus 13.1+),
 //! under a load spread over many shards through a single batch worker, which
 //! makes batches. Ignored by the normal test command: CI has no Citus.
+//! A second test, run in both modes, checks that a store refuses distributed
+//! tables unless `store.citus` is on.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +24,10 @@ use stream_limit_tests::postgres::{citus, fresh_database};
 use stream_limit_tests::world::connect;
 
 const VIEWERS: u64 = 200;
+
+/// The counters are the database's, not the test's: the tests of this file
+/// run one at a time, so no other test's statements are counted.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 const ROUNDS: usize = 4;
 
 /// Queries the coordinator ran on one shard and on several, in this database.
@@ -41,6 +47,7 @@ async fn executions(client: &tokio_postgres::Client) -> (i64, i64) {
 #[ignore = "needs a Citus coordinator: scripts/test-citus <url>"]
 async fn every_request_path_statement_runs_on_one_shard_while_batches_form() {
     assert!(citus(), "run through scripts/test-citus <coordinator-url>");
+    let _alone = ONE_AT_A_TIME.lock().await;
     let db = fresh_database().await;
     let store = Arc::new(
         PostgresStore::connect(&PostgresConfig {
@@ -127,5 +134,40 @@ async fn every_request_path_statement_runs_on_one_shard_while_batches_form() {
         "the counters counted nothing: are they enabled?"
     );
     assert!(batched > 0, "no batch held more than one decision");
+    db.drop_database().await;
+}
+
+/// Runs in both modes: on one Postgres either setting starts (store.citus on
+/// undistributed tables only warns); on Citus, a store not configured for it
+/// refuses the distributed tables instead of planning for every shard.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_checks_that_store_citus_matches_the_database() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let db = fresh_database().await;
+    let store = |citus| {
+        PostgresStore::connect(&PostgresConfig {
+            pool_size: 2,
+            batch_workers: 1,
+            citus,
+            ..PostgresConfig::new(db.url())
+        })
+        .expect("valid configuration")
+    };
+    let plain = store(false);
+    plain.migrate().await.expect("migrations apply");
+    let refused = plain.check_layout().await;
+    if citus() {
+        let error = refused.expect_err("distributed tables need store.citus");
+        assert!(
+            error.to_string().contains("set store.citus = true"),
+            "{error}"
+        );
+    } else {
+        refused.expect("one Postgres, store.citus off");
+    }
+    store(true)
+        .check_layout()
+        .await
+        .expect("store.citus on is accepted either way");
     db.drop_database().await;
 }
