@@ -50,10 +50,11 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use domain::ids::{IdempotencyKey, ParseError, SessionId, StreamId, UserId, ViewerId};
 pub use domain::lease::{EndReason, Lease, StreamRecord, Timestamp};
 pub use domain::outcome::{
-    Admission, EndOldestOutcome, EndOutcome, HeartbeatOutcome, Refusal, StartOutcome, SweepReport,
+    Admission, EndOldestOutcome, EndOutcome, HeartbeatOutcome, LeaseCounts, Refusal, StartOutcome,
+    SweepReport,
 };
 pub use domain::policy::{Client, LeaseTerms, MaxStreams, OnLimit, OnStoreError};
 pub use domain::request::StartRequest;
 pub use service::{LimiterConfig, StartOptions, StreamLimiter};
 pub use store::{InMemoryStore, LeaseStore, StoreError};
-pub use sweeper::{spawn_sweeper, sweep_tick, SweeperConfig, TickReport};
+pub use sweeper::{spawn_observed_sweeper, spawn_sweeper, sweep_tick, SweeperConfig, TickReport};

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::domain::outcome::LeaseCounts;
 use crate::store::{LeaseStore, StoreError};
 
 /// How often and how much the sweeper cleans.
@@ -35,7 +36,7 @@ impl Default for SweeperConfig {
 const MAX_PASSES_PER_TICK: usize = 1000;
 
 /// What one tick did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct TickReport {
     /// Passes run (each at most `batch` viewers).
     pub passes: usize,
@@ -43,6 +44,11 @@ pub struct TickReport {
     pub expired: u64,
     /// History entries dropped past the retention.
     pub purged: u64,
+    /// The tick ran out of time or passes while passes still found work:
+    /// the backlog outgrew what one tick cleans.
+    pub cut_short: bool,
+    /// The store's leases once the passes were done.
+    pub leases: LeaseCounts,
 }
 
 /// One tick: sweeps pass after pass while passes still find something to
@@ -72,10 +78,15 @@ pub async fn sweep_tick(
         tick.expired += report.expired;
         tick.purged += report.purged;
         let found = report.expired + report.purged > 0;
-        if !found || started.elapsed() >= budget {
+        if !found {
+            break;
+        }
+        if started.elapsed() >= budget || tick.passes == MAX_PASSES_PER_TICK {
+            tick.cut_short = true;
             break;
         }
     }
+    tick.leases = store.lease_counts(config.grace).await?;
     Ok(tick)
 }
 
@@ -88,12 +99,31 @@ pub fn spawn_sweeper(
     store: Arc<dyn LeaseStore>,
     config: SweeperConfig,
 ) -> tokio::task::JoinHandle<()> {
+    spawn_observed_sweeper(store, config, |_| {})
+}
+
+/// [`spawn_sweeper`], calling `observe` with the outcome of every tick (to
+/// export it as metrics, say). `observe` runs on the sweeper's task, between
+/// ticks: keep it quick.
+pub fn spawn_observed_sweeper(
+    store: Arc<dyn LeaseStore>,
+    config: SweeperConfig,
+    mut observe: impl FnMut(&Result<TickReport, StoreError>) + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut ticks = tokio::time::interval(config.interval);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticks.tick().await;
-            match sweep_tick(&*store, &config).await {
+            let outcome = sweep_tick(&*store, &config).await;
+            observe(&outcome);
+            match outcome {
+                Ok(tick) if tick.cut_short => tracing::warn!(
+                    passes = tick.passes,
+                    expired = tick.expired,
+                    unswept = tick.leases.unswept,
+                    "sweep tick cut short with work left: the sweeper is falling behind"
+                ),
                 Ok(tick) if tick.expired + tick.purged > 0 => {
                     tracing::debug!(
                         passes = tick.passes,
@@ -124,14 +154,24 @@ mod tests {
     }
 
     /// A store with `backlog` expired leases, swept `batch` at a time.
+    /// A store with `backlog` expired leases, swept `batch` at a time, which
+    /// counts what is left as unswept.
     fn store_with_backlog(backlog: u64) -> MockLeaseStore {
-        let left = std::sync::Mutex::new(backlog);
+        let left = Arc::new(std::sync::Mutex::new(backlog));
         let mut store = MockLeaseStore::new();
+        let swept = Arc::clone(&left);
         store.expect_sweep().returning(move |batch, _, _| {
-            let mut left = left.lock().expect("not poisoned");
+            let mut left = swept.lock().expect("not poisoned");
             let expired = (*left).min(batch as u64);
             *left -= expired;
             Ok(SweepReport { expired, purged: 0 })
+        });
+        store.expect_lease_counts().times(1).returning(move |_| {
+            Ok(LeaseCounts {
+                active: 7,
+                unswept: *left.lock().expect("not poisoned"),
+                sweep_lag: Duration::from_secs(1),
+            })
         });
         store
     }
@@ -144,6 +184,8 @@ mod tests {
         assert_eq!(tick.expired, 95);
         // Nine full passes, one that found five, one that found nothing.
         assert_eq!(tick.passes, 11);
+        assert!(!tick.cut_short);
+        assert_eq!((tick.leases.active, tick.leases.unswept), (7, 0));
     }
 
     #[tokio::test]
@@ -152,6 +194,7 @@ mod tests {
             .await
             .expect("sweeps");
         assert_eq!((tick.passes, tick.expired), (1, 0));
+        assert!(!tick.cut_short);
     }
 
     #[tokio::test]
@@ -160,5 +203,17 @@ mod tests {
             .await
             .expect("sweeps");
         assert_eq!(tick.passes, MAX_PASSES_PER_TICK);
+        assert!(tick.cut_short, "work was left");
+        assert!(tick.leases.unswept > 0);
+    }
+
+    #[tokio::test]
+    async fn a_failed_pass_fails_the_tick_before_anything_is_counted() {
+        let mut store = MockLeaseStore::new();
+        store
+            .expect_sweep()
+            .returning(|_, _, _| Err(StoreError::Unavailable("connection refused".into())));
+        store.expect_lease_counts().never();
+        assert!(sweep_tick(&store, &config()).await.is_err());
     }
 }

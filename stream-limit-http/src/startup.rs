@@ -9,9 +9,10 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::{from_fn, Condition};
 use actix_web::{web, App, HttpServer};
 use secrecy::SecretString;
-use stream_limit_core::{spawn_sweeper, LeaseStore, StreamLimiter};
+use stream_limit_core::{spawn_observed_sweeper, LeaseStore, StreamLimiter};
 use tokio::task::JoinHandle;
 
+use crate::metrics::requests::count_requests;
 use crate::metrics::{InstrumentedStore, Metrics};
 use crate::middleware::{access_log, access_log_enabled, json_errors};
 use crate::routes::admin::{self, AdminKey};
@@ -98,8 +99,13 @@ impl Application {
             Arc::clone(&store),
             settings.limiter_config(),
         ));
+        let observed = Arc::clone(&metrics);
         let metrics = web::Data::new(metrics);
-        let sweeper = AbortOnDrop(spawn_sweeper(store, settings.sweeper_config()));
+        let sweeper = AbortOnDrop(spawn_observed_sweeper(
+            store,
+            settings.sweeper_config(),
+            move |tick| observed.record_tick(tick),
+        ));
 
         // Bind everything before starting any server, so that a failed bind
         // leaves no worker threads behind.
@@ -288,6 +294,7 @@ fn public_server(
             .configure(extract::configure(max_body))
             .configure(routes::configure)
             .wrap(json_errors())
+            .wrap(from_fn(count_requests))
             .wrap(Condition::new(log_requests, from_fn(access_log)))
     })
     // Signals are ours (see `stop_on_signals`): both SIGTERM and SIGINT drain.

@@ -50,25 +50,32 @@ impl Fleet {
     /// nginx and a load, and several at once on two cores would blur the
     /// timing windows the failure tests judge by.
     pub async fn start() -> Self {
+        let db = fresh_database().await;
+        Self::start_on(db.url(), &[]).await
+    }
+
+    /// [`Fleet::start`] on the database at `url` (one whose server a test
+    /// may stop), each instance also given `extra_env`.
+    pub async fn start_on(url: &str, extra_env: &[(&str, &str)]) -> Self {
         static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
         let one_at_a_time = ONE_AT_A_TIME.lock().await;
-        let db = fresh_database().await;
-        let applied = migrate(db.url());
+        let applied = migrate(url);
         // On Citus the schema comes migrated, to be distributed (see `fresh_database`).
         assert!(
             applied >= 1 || crate::postgres::citus(),
             "the first migrate applies the schema"
         );
-        assert_eq!(migrate(db.url()), 0, "a second migrate has nothing to do");
+        assert_eq!(migrate(url), 0, "a second migrate has nothing to do");
         // Several workers per instance: a graceful stop drains workers that
         // share one connection pool (whose connections must outlive each of them).
         // Every ended stream stays in history, so the audit sees each
         // viewer's whole life (`assert_limit_held`).
-        let env = [
-            ("DATABASE_URL", db.url()),
+        let mut env = vec![
+            ("DATABASE_URL", url),
             ("STREAM_LIMIT__SERVER__WORKERS", WORKERS_PER_INSTANCE),
             ("STREAM_LIMIT__STORE__HISTORY_PER_VIEWER", "1000000"),
         ];
+        env.extend_from_slice(extra_env);
         let mut instances = Vec::new();
         for _ in 0..INSTANCES {
             instances.push(Service::spawn(&env).await);
@@ -79,7 +86,7 @@ impl Fleet {
             .timeout(CALL_TIMEOUT)
             .build()
             .expect("build the HTTP client");
-        let audit = connect(db.url()).await;
+        let audit = connect(url).await;
         Self {
             _one_at_a_time: one_at_a_time,
             instances,
@@ -104,9 +111,14 @@ impl Fleet {
     }
 }
 
-/// Runs `stream-limit-http migrate` against `url`; returns how many
-/// migrations it applied (it prints "migrations up to date (N applied now)").
-fn migrate(url: &str) -> usize {
+/// Runs `stream-limit-http migrate` against `url`, as an operator does before
+/// starting a fleet; returns how many migrations it applied (it prints
+/// "migrations up to date (N applied now)").
+///
+/// # Panics
+///
+/// When the command fails or prints something else.
+pub fn migrate(url: &str) -> usize {
     let output = Command::new(service::binary())
         .arg("migrate")
         .env_clear()

@@ -18,6 +18,8 @@
 //!   held more than its limit at any instant.
 //! - [`fleet`]: Postgres, three instances and nginx in front of them, all
 //!   started (and migrated) together and stopped when dropped.
+//! - [`prometheus`]: a real Prometheus running `ecosystem/prometheus` against
+//!   the test's instances, and `promtool`.
 //! - [`replay`]: seeded proptest runs that can be replayed from their seed.
 //! - [`load`]: load clients through a fleet that each keep an exact model of
 //!   their viewer's leases, and check every answer and the fleet's lists.
@@ -28,6 +30,7 @@ pub mod load;
 pub mod nginx;
 pub mod postgres;
 pub mod previous_release;
+pub mod prometheus;
 pub mod replay;
 pub mod service;
 pub mod world;

@@ -497,6 +497,41 @@ async fn a_sweep_leaves_just_expired_leases_alone_for_the_grace_period(world: Wo
     );
 }
 
+async fn lease_counts_see_active_leases_and_what_the_sweeper_has_yet_to_move(world: World) {
+    let grace = Duration::from_secs(60);
+    let counts = || async { world.store.lease_counts(grace).await.expect("answers") };
+    assert_eq!(counts().await, stream_limit_core::LeaseCounts::default());
+    for viewer in ["50", "50", "51"] {
+        admit(&world, &user(viewer), OnLimit::Reject).await;
+    }
+    let now = counts().await;
+    assert_eq!((now.active, now.unswept), (3, 0));
+    assert_eq!(now.sweep_lag, Duration::ZERO);
+    // Expired, but within the grace: neither counts nor waits for the sweeper.
+    world.advance(TTL).await;
+    let now = counts().await;
+    assert_eq!((now.active, now.unswept), (0, 0));
+    // Past the grace by 30 s: the oldest has waited that long.
+    world.advance(grace + Duration::from_secs(30)).await;
+    let now = counts().await;
+    assert_eq!((now.active, now.unswept), (0, 3));
+    assert!(
+        (Duration::from_secs(30)..Duration::from_secs(35)).contains(&now.sweep_lag),
+        "lag {:?}",
+        now.sweep_lag
+    );
+    // A new stream counts; the sweep leaves nothing behind.
+    admit(&world, &user("52"), OnLimit::Reject).await;
+    world
+        .store
+        .sweep(100, grace, Duration::from_secs(3600))
+        .await
+        .expect("answers");
+    let now = counts().await;
+    assert_eq!((now.active, now.unswept), (1, 0));
+    assert_eq!(now.sweep_lag, Duration::ZERO);
+}
+
 /// A crashed player never locks its viewer out: once every slot is held by an
 /// expired lease, and before any sweep, each kind of start is admitted and the
 /// expired leases are in history as expired.
@@ -727,6 +762,7 @@ macro_rules! contract_suite {
 
 contract_suite!(
     fourth_concurrent_start_is_refused_with_the_active_streams_oldest_first,
+    lease_counts_see_active_leases_and_what_the_sweeper_has_yet_to_move,
     admission_reports_the_count_and_the_lease_expiry,
     expired_leases_stop_counting_before_any_cleanup,
     heartbeat_extends_a_live_lease_and_names_why_a_dead_one_is_gone,

@@ -96,6 +96,8 @@ enum Op {
     Advance(u8),
     /// A sweep with no grace: moves every expired lease to history.
     Sweep,
+    /// Counts the store's leases (`LeaseStore::lease_counts`).
+    Count,
 }
 
 fn viewer() -> impl Strategy<Value = u8> {
@@ -126,6 +128,7 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(viewer, limit)| Op::SetLimit { viewer, limit }),
         4 => (1..=4u8).prop_map(Op::Advance),
         1 => Just(Op::Sweep),
+        1 => Just(Op::Count),
     ]
 }
 
@@ -161,6 +164,8 @@ enum Answer {
     NotFound,
     NoActiveStreams,
     UnknownViewer,
+    /// Active leases, of every viewer.
+    Leases(u64),
     Done,
 }
 
@@ -341,8 +346,21 @@ async fn apply(
             // Counts differ legitimately (the reference moves expired leases on
             // every call, Postgres on starts and sweeps); what follows must not.
             sweep_all(store).await?;
-            Answer::Done
+            let counts = store.lease_counts(Duration::ZERO).await.map_err(err)?;
+            if counts.unswept > 0 || counts.sweep_lag > Duration::ZERO {
+                return Err(format!("left unswept after a full sweep: {counts:?}"));
+            }
+            Answer::Leases(counts.active)
         }
+        // Active leases only: what waits for the sweeper differs legitimately
+        // (see `Op::Sweep`).
+        Op::Count => Answer::Leases(
+            store
+                .lease_counts(Duration::ZERO)
+                .await
+                .map_err(err)?
+                .active,
+        ),
     })
 }
 
@@ -398,6 +416,13 @@ async fn check(
     steps: &AtomicUsize,
 ) -> Result<(), TestCaseError> {
     let reference = World::memory();
+    // `lease_counts` covers the whole store: each sequence starts on an
+    // empty one, as the reference does.
+    postgres
+        .sql()
+        .batch_execute("TRUNCATE viewers, stream_history")
+        .await
+        .map_err(|e| TestCaseError::fail(format!("TRUNCATE failed: {e}")))?;
     let mut names = Sequence::new(default_limit);
     for (step, &op) in ops.iter().enumerate() {
         steps.fetch_add(1, Ordering::Relaxed);

@@ -103,6 +103,20 @@ pub struct SweepReport {
     pub purged: u64,
 }
 
+/// The leases in a store at one moment, for monitoring: how many count, and
+/// how far the sweeper is behind. Counted by [`LeaseStore::lease_counts`](crate::LeaseStore::lease_counts).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct LeaseCounts {
+    /// Leases that count against their viewer's limit (`expires_at > now`).
+    pub active: u64,
+    /// Expired leases older than the sweeper's grace that are still in
+    /// place: what the next sweep has to move to history.
+    pub unswept: u64,
+    /// How long the oldest of the `unswept` leases has waited past its
+    /// grace: zero when the sweeper keeps up.
+    pub sweep_lag: std::time::Duration,
+}
+
 /// Counts leases as the `u32` the outcomes use; a viewer never holds more than
 /// [`MaxStreams::MAX`], so this cannot truncate.
 pub(crate) fn count(leases: &[Lease]) -> u32 {

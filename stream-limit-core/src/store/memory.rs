@@ -16,9 +16,9 @@ use async_trait::async_trait;
 use super::{LeaseStore, StoreError};
 use crate::clock::{Clock, SystemClock};
 use crate::domain::ids::{StreamId, ViewerId};
-use crate::domain::lease::{EndReason, Lease, StreamRecord};
+use crate::domain::lease::{EndReason, Lease, StreamRecord, Timestamp};
 use crate::domain::outcome::{
-    EndOldestOutcome, EndOutcome, HeartbeatOutcome, StartOutcome, SweepReport,
+    EndOldestOutcome, EndOutcome, HeartbeatOutcome, LeaseCounts, StartOutcome, SweepReport,
 };
 use crate::domain::policy::MaxStreams;
 use crate::domain::request::StartRequest;
@@ -227,13 +227,7 @@ impl LeaseStore for InMemoryStore {
         retention: Duration,
     ) -> Result<SweepReport, StoreError> {
         let now = self.clock.now();
-        let before = |age: Duration| {
-            chrono::TimeDelta::from_std(age)
-                .ok()
-                .and_then(|age| now.checked_sub_signed(age))
-                .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC)
-        };
-        let (expired_before, cutoff) = (before(grace), before(retention));
+        let (expired_before, cutoff) = (ago(now, grace), ago(now, retention));
         let mut report = SweepReport::default();
         // One shard at a time, so no lock is held for long; stop once `batch`
         // books were touched so one pass stays bounded.
@@ -265,9 +259,41 @@ impl LeaseStore for InMemoryStore {
         Ok(report)
     }
 
+    async fn lease_counts(&self, grace: Duration) -> Result<LeaseCounts, StoreError> {
+        let now = self.clock.now();
+        let swept_before = ago(now, grace);
+        let mut counts = LeaseCounts::default();
+        let mut oldest_unswept: Option<Timestamp> = None;
+        // One shard at a time, as the sweep does.
+        for shard in self.shards.iter() {
+            let shard = shard.lock().unwrap_or_else(|p| p.into_inner());
+            for lease in shard.values().flat_map(ViewerBook::leases) {
+                if lease.is_active_at(now) {
+                    counts.active += 1;
+                } else if lease.expires_at <= swept_before {
+                    counts.unswept += 1;
+                    let at = lease.expires_at;
+                    oldest_unswept = Some(oldest_unswept.map_or(at, |oldest| oldest.min(at)));
+                }
+            }
+        }
+        counts.sweep_lag = oldest_unswept
+            .and_then(|oldest| (swept_before - oldest).to_std().ok())
+            .unwrap_or_default();
+        Ok(counts)
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
     }
+}
+
+/// `age` before `now`, or the earliest time there is.
+fn ago(now: Timestamp, age: Duration) -> Timestamp {
+    chrono::TimeDelta::from_std(age)
+        .ok()
+        .and_then(|age| now.checked_sub_signed(age))
+        .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC)
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use thiserror::Error;
 use crate::domain::ids::{StreamId, ViewerId};
 use crate::domain::lease::{EndReason, Lease, StreamRecord};
 use crate::domain::outcome::{
-    EndOldestOutcome, EndOutcome, HeartbeatOutcome, StartOutcome, SweepReport,
+    EndOldestOutcome, EndOutcome, HeartbeatOutcome, LeaseCounts, StartOutcome, SweepReport,
 };
 use crate::domain::policy::MaxStreams;
 use crate::domain::request::StartRequest;
@@ -49,8 +49,8 @@ pub enum StoreError {
 
 /// Where leases live: the port every store implements.
 ///
-/// Every method is scoped to one viewer (except [`LeaseStore::sweep`] and
-/// [`LeaseStore::ping`]), so an implementation may partition by viewer key.
+/// Every method is scoped to one viewer (except [`LeaseStore::sweep`],
+/// [`LeaseStore::lease_counts`] and [`LeaseStore::ping`]), so an implementation may partition by viewer key.
 ///
 /// Concurrency guarantee required of every implementation: operations on the
 /// same viewer are linearizable. In particular, whatever the interleaving of
@@ -142,6 +142,11 @@ pub trait LeaseStore: Send + Sync + 'static {
         grace: Duration,
         retention: Duration,
     ) -> Result<SweepReport, StoreError>;
+
+    /// Counts the leases of every viewer, for monitoring (see
+    /// [`LeaseCounts`]); `grace` as in [`LeaseStore::sweep`]. Reads the whole
+    /// store, so the sweeper calls it once per tick, not per request.
+    async fn lease_counts(&self, grace: Duration) -> Result<LeaseCounts, StoreError>;
 
     /// Cheap liveness probe of the store, for readiness checks.
     async fn ping(&self) -> Result<(), StoreError>;

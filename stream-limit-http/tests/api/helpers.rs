@@ -7,7 +7,9 @@ use chrono::{DateTime, Utc};
 use reqwest::{Method, Response, StatusCode};
 use serde_json::Value;
 use stream_limit_core::store::MockLeaseStore;
-use stream_limit_core::{Clock, InMemoryStore, LeaseStore, ManualClock, StoreError, SweepReport};
+use stream_limit_core::{
+    Clock, InMemoryStore, LeaseCounts, LeaseStore, ManualClock, StoreError, SweepReport,
+};
 use stream_limit_http::{Application, Settings};
 
 /// The admin key of test apps that enable the admin listener.
@@ -74,13 +76,16 @@ pub async fn spawn_on(
     }
 }
 
-/// A mock store whose sweeps succeed (the sweeper runs in every app) and
+/// A mock store whose sweeps (and lease counts) succeed (the sweeper runs in every app) and
 /// whose other calls fail unless the test sets them up.
 pub fn mock_store() -> MockLeaseStore {
     let mut store = MockLeaseStore::new();
     store
         .expect_sweep()
         .returning(|_, _, _| Ok(SweepReport::default()));
+    store
+        .expect_lease_counts()
+        .returning(|_| Ok(LeaseCounts::default()));
     store
 }
 

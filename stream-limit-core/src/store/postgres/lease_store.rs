@@ -1,12 +1,10 @@
 //! `LeaseStore` for [`PostgresStore`]: decisions go to the batch queue; reads,
 //! limits and sweeps bind their parameters, run one statement and decode it.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
-
-use std::collections::HashMap;
-
 use tokio_postgres::types::ToSql;
 
 use super::citus::ShardMap;
@@ -15,7 +13,7 @@ use super::{rows, sql, PostgresError, PostgresStore};
 use crate::domain::ids::{StreamId, ViewerId};
 use crate::domain::lease::{EndReason, Lease, StreamRecord, Timestamp};
 use crate::domain::outcome::{
-    EndOldestOutcome, EndOutcome, HeartbeatOutcome, StartOutcome, SweepReport,
+    EndOldestOutcome, EndOutcome, HeartbeatOutcome, LeaseCounts, StartOutcome, SweepReport,
 };
 use crate::domain::policy::MaxStreams;
 use crate::domain::request::StartRequest;
@@ -209,6 +207,23 @@ impl LeaseStore for PostgresStore {
         self.sweep_count(sql::SWEEP_VIEWERS, &[&batch, &grace, &retention])
             .await?;
         Ok(SweepReport { expired, purged })
+    }
+
+    async fn lease_counts(&self, grace: Duration) -> Result<LeaseCounts, StoreError> {
+        let rows = self.query(sql::LEASE_COUNTS, &[&millis(grace)]).await?;
+        let row = rows
+            .first()
+            .ok_or(PostgresError::Shape("no row of lease counts"))?;
+        let count = |name: &str| -> Result<u64, PostgresError> {
+            let n: i64 = row.try_get(name)?;
+            Ok(u64::try_from(n).unwrap_or_default())
+        };
+        let lag: f64 = row.try_get("lag").map_err(PostgresError::from)?;
+        Ok(LeaseCounts {
+            active: count("active")?,
+            unswept: count("unswept")?,
+            sweep_lag: Duration::try_from_secs_f64(lag).unwrap_or_default(),
+        })
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
