@@ -10,6 +10,8 @@
 //! - [`world`]: a store under test (in-memory or Postgres) with a clock the
 //!   test moves, so one behavioural suite runs against every store.
 //! - [`service`]: real `stream-limit-http` processes on loopback.
+//! - [`browser`]: headless Chromium driven by Playwright scripts, for the
+//!   pages the service serves.
 //! - [`previous_release`]: the binary of the previous release, built from
 //!   its commit, for rolling-upgrade tests.
 //! - [`nginx`]: a real nginx on loopback running the `ecosystem/nginx` files,
@@ -25,6 +27,7 @@
 //!   their viewer's leases, and check every answer and the fleet's lists.
 
 pub mod audit;
+pub mod browser;
 pub mod fleet;
 pub mod load;
 pub mod nginx;

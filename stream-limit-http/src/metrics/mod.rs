@@ -1,12 +1,12 @@
 //! Prometheus metrics, served at `GET /metrics`.
 //!
-//! - [`store`]: [`InstrumentedStore`], a decorator around whichever
+//! - `store`: [`InstrumentedStore`], a decorator around whichever
 //!   [`stream_limit_core::LeaseStore`] is configured, records every store
 //!   call (outcome, latency, reachability), so handlers stay free of
 //!   bookkeeping;
-//! - [`requests`]: requests by route family and status class, and the route
+//! - `requests`: requests by route family and status class, and the route
 //!   a store call serves;
-//! - [`batch_size`]: the Postgres store's batch sizes;
+//! - `batch_size`: the Postgres store's batch sizes;
 //! - [`Metrics::record_tick`]: the sweeper's view of the whole store.
 //!
 //! Every series is resolved once at startup: recording is an atomic add,

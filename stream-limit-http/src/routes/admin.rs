@@ -10,6 +10,11 @@
 //! | `PUT /admin/viewers/{viewer}/limit` | body `{"maxStreams": n}` or `{"maxStreams": null}` to clear |
 //! | `GET /admin/viewers/{viewer}/history?limit=N` | `{"history":[…]}`, newest first, `N` in 1..=1000 (default 100) |
 //! | `GET /admin/openapi.json` | this API's OpenAPI 3.1 description |
+//! | `GET /admin/console` | the support console (HTML, `console.js`, `console.css` beside it), served without a key |
+//!
+//! The console's files are the only exception to the key (see `console`):
+//! they hold no data, and the page sends the key typed into it with each
+//! call to the routes above.
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -53,15 +58,24 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
             .service(resource("/history", GET).route(read().to(history))),
     )
     .service(resource("/admin/openapi.json", GET).route(read().to(openapi_json)))
+    .configure(super::console::configure)
     .default_service(web::to(route_not_found));
 }
 
 /// Middleware of the whole admin app: `401` unless exactly one `X-API-Key`
 /// header equals the configured key. Fails closed when no key is configured.
+/// The console's own files pass without one ([`super::console::is_public`]):
+/// a browser cannot send a header when it opens a page.
 pub(crate) async fn require_api_key(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    if super::console::is_public(req.path()) {
+        return next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_left_body);
+    }
     let expected = req
         .app_data::<AdminKey>()
         .map(|key| key.0.expose_secret().as_bytes());

@@ -63,7 +63,7 @@ pub(crate) struct PublicApi;
     info(
         title = "stream-limit admin",
         description = "The operators' listener: on its own port, only when `admin.api_key` is set; \
-            every request carries `X-API-Key`.",
+            every request carries `X-API-Key`, except those for the support console's page and files.",
         license(name = "MIT OR Apache-2.0"),
     ),
     paths(
@@ -72,6 +72,7 @@ pub(crate) struct PublicApi;
         super::admin::set_limit,
         super::admin::history,
         super::admin::openapi_json,
+        super::console::page,
     ),
     components(schemas(Reason)),
     modifiers(&AdminKeyScheme),

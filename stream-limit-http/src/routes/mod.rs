@@ -8,6 +8,8 @@
 //! - `streams`: what `/watch` and `/api/users` share: one outcome → response
 //!   mapping, parameterised by `streams::Statuses`.
 //! - `admin`: the operator listener.
+//! - `console`: the support console, a static page on the admin listener
+//!   that calls the admin routes from the browser.
 //! - `docs`: the OpenAPI description of both listeners (`/api/openapi.json`,
 //!   `/admin/openapi.json`), from which `GET /api` is generated.
 //!
@@ -16,6 +18,7 @@
 //! wherever `GET` is (actix drops the body).
 
 pub(crate) mod admin;
+pub(crate) mod console;
 mod docs;
 pub(crate) mod health;
 mod seed;

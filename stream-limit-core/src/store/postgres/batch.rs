@@ -95,19 +95,18 @@ async fn run(
     // One round trip: the three are pipelined and run in order.
     let (starting, others): (Vec<&str>, Vec<&str>) =
         keys.iter().partition(|key| starts.contains(*key));
-    let (lock, lock_params): (_, Vec<&(dyn ToSql + Sync)>) = if citus {
-        let text = sql::citus_lock(keys.len());
-        (client.prepare_cached(&text).await?, vec![&keys])
-    } else {
-        (
-            client.prepare_cached(sql::LOCK).await?,
-            vec![&starting, &others],
-        )
-    };
+    // Parameters on the stack: this runs for every batch.
+    let split: [&(dyn ToSql + Sync); 2] = [&starting, &others];
     let read_params: [&(dyn ToSql + Sync); 1] = [&keys];
+    let (lock, lock_params): (_, &[&(dyn ToSql + Sync)]) = if citus {
+        let text = sql::citus_lock(keys.len());
+        (client.prepare_cached(&text).await?, &read_params)
+    } else {
+        (client.prepare_cached(sql::LOCK).await?, &split)
+    };
     let (began, locked, rows) = tokio::join!(
         client.execute(&begin, &[]),
-        client.execute(&lock, &lock_params),
+        client.execute(&lock, lock_params),
         client.query(&read, &read_params),
     );
     began?;

@@ -15,7 +15,7 @@
 //! ([`ShardMap::load`]). Grouping is an optimisation only: a stale or missing
 //! map makes batches slower (two shards in one), never wrong.
 
-use std::sync::{Arc, RwLock};
+use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
 use deadpool_postgres::Client;
@@ -105,7 +105,7 @@ pub(super) struct ShardMap {
 #[derive(Debug, Default)]
 struct Ranges {
     /// `starts[i]` is the lowest hash of shard `i`; empty until loaded.
-    starts: Arc<[i32]>,
+    starts: Vec<i32>,
     loaded: Option<Instant>,
 }
 
@@ -115,7 +115,9 @@ impl ShardMap {
     /// which lives on one shard whatever the ranges.
     pub fn group(&self, viewer: &str) -> i64 {
         let hash = hash_text(viewer);
-        let starts = Arc::clone(&self.read().starts);
+        // Read under the guard: a binary search, no clone.
+        let ranges = self.read();
+        let starts = &ranges.starts;
         if starts.is_empty() {
             return i64::from(hash) - (1 << 32);
         }
@@ -149,7 +151,7 @@ impl ShardMap {
         let shards = starts.len();
         let mut ranges = self.ranges.write().unwrap_or_else(|p| p.into_inner());
         *ranges = Ranges {
-            starts: starts.into(),
+            starts,
             loaded: Some(Instant::now()),
         };
         Ok(shards)
@@ -169,7 +171,7 @@ impl ShardMap {
     pub fn fixed(starts: Vec<i32>) -> Self {
         Self {
             ranges: RwLock::new(Ranges {
-                starts: starts.into(),
+                starts,
                 loaded: Some(Instant::now()),
             }),
         }
