@@ -51,11 +51,11 @@ const app = (index) => ({
   max_restarts: 10,
   min_uptime: '10s',
   exp_backoff_restart_delay: 200,
-  // stream-limit-http drains on SIGTERM and SIGINT alike (pm2's default is
-  // SIGINT); SIGTERM is what the systemd unit, Docker and Kubernetes send too.
-  // pm2 sends SIGKILL after kill_timeout: leave the drain its full shutdown
-  // timeout, plus 5 s.
-  kill_signal: 'SIGTERM',
+  // pm2 stops every app with its daemon's PM2_KILL_SIGNAL (SIGINT unless
+  // set; pm2 7 has no per-app kill_signal), and stream-limit-http drains on
+  // SIGINT as on SIGTERM (tests/tests/pm2_fleet.rs stops it so). pm2 sends
+  // SIGKILL after kill_timeout: leave the drain its full shutdown timeout,
+  // plus 5 s.
   kill_timeout: (SHUTDOWN_TIMEOUT_SECS + 5) * 1000,
   time: true,
   env: {
