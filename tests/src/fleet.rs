@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use reqwest::header::HeaderMap;
 use reqwest::{Client, RequestBuilder, StatusCode};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::audit::peak_concurrency;
 use crate::nginx::{Nginx, Ports};
@@ -180,4 +180,96 @@ pub(crate) async fn send(request: RequestBuilder) -> Result<Answer, String> {
 /// Sends and expects an answer (for calls made while no instance is failing).
 pub async fn answer(request: RequestBuilder) -> Answer {
     send(request).await.expect("the load balancer answers")
+}
+
+/// The contract's seed routes walked through a load balancer (`lb` makes
+/// its URLs), with the exact bodies promised to existing clients, and each
+/// of `instances` (base URLs) listing what was started through it: one
+/// store. Leaves user 42 with no active stream.
+pub async fn walk_seed_routes(http: &Client, lb: &dyn Fn(&str) -> String, instances: &[String]) {
+    let get = |path: &str| http.get(lb(path));
+    let exact = |answer: &Answer, status: u16, body: &str| {
+        assert_eq!(
+            (answer.status.as_u16(), answer.body.as_str()),
+            (status, body)
+        );
+    };
+    exact(&answer(get("/health")).await, 200, r#"{"status":"UP"}"#);
+    exact(
+        &answer(get("/health/ready")).await,
+        200,
+        r#"{"status":"UP"}"#,
+    );
+    let index = answer(get("/api")).await;
+    assert_eq!(index.status, StatusCode::OK);
+    assert!(index.json().get("GET /api").is_some(), "{}", index.body);
+
+    let invalid = r#"{"msg":"user_id is invalid , needs to be a number"}"#;
+    exact(&answer(get("/api/startstream/abc")).await, 400, invalid);
+    exact(&answer(get("/api/endstream/abc")).await, 400, invalid);
+    exact(
+        &answer(get("/api/endstream/42")).await,
+        400,
+        r#"{"msg":"user_id not present in the database"}"#,
+    );
+    for count in 1..=LIMIT {
+        let started = answer(get("/api/startstream/42")).await;
+        assert_eq!(
+            seed_start(&started),
+            json!({"streamStatus": {"isNewStreamAllowed": true, "streamCount": count}})
+        );
+        let status = &started.json()["streamStatus"];
+        assert!(status["streamId"].is_string() && status["expiresAt"].is_string());
+    }
+    let refused = answer(get("/api/startstream/42")).await;
+    assert_eq!(
+        seed_start(&refused),
+        json!({"streamStatus": {"isNewStreamAllowed": false, "streamCount": LIMIT}}),
+        "old clients read the flag of a 200"
+    );
+    for instance in instances {
+        let listed = answer(http.get(format!("{instance}/api/users/42/streams"))).await;
+        assert_eq!(
+            listed.json()["streamCount"],
+            LIMIT,
+            "{instance}: {}",
+            listed.body
+        );
+    }
+    for left in (0..LIMIT).rev() {
+        exact(
+            &answer(get("/api/endstream/42")).await,
+            200,
+            &format!(r#"{{"streamStatus":{{"msg":"stream closed","streamCount":{left}}}}}"#),
+        );
+    }
+    exact(
+        &answer(get("/api/endstream/42")).await,
+        400,
+        r#"{"msg":"no active streams to close for user"}"#,
+    );
+    exact(
+        &answer(http.post(lb("/api/startstream/42"))).await,
+        405,
+        r#"{"msg":"Method not allowed"}"#,
+    );
+    exact(
+        &answer(get("/no/such/route")).await,
+        404,
+        r#"{"msg":"Route not found"}"#,
+    );
+}
+
+/// A seed start's answer as the contract pins it: status 200 and the two
+/// keys of `streamStatus` (fields beside them, such as `streamId`, may be added).
+pub fn seed_start(answer: &Answer) -> Value {
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    let body = answer.json();
+    let keys: Vec<&String> = body.as_object().expect("an object").keys().collect();
+    assert_eq!(keys, ["streamStatus"], "{}", answer.body);
+    let status = &body["streamStatus"];
+    json!({"streamStatus": {
+        "isNewStreamAllowed": status["isNewStreamAllowed"],
+        "streamCount": status["streamCount"],
+    }})
 }

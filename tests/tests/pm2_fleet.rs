@@ -27,9 +27,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use reqwest::{Client, StatusCode};
-use serde_json::{json, Value};
+use serde_json::Value;
 use stream_limit_tests::audit::peak_concurrency;
-use stream_limit_tests::fleet::{answer, migrate, Answer, LIMIT};
+use stream_limit_tests::fleet::{answer, migrate, seed_start, walk_seed_routes, LIMIT};
 use stream_limit_tests::nginx::{Nginx, Ports};
 use stream_limit_tests::postgres::{citus, fresh_database};
 use stream_limit_tests::service::{binary, target_dir, workspace_root};
@@ -76,7 +76,11 @@ async fn pm2_runs_the_ecosystem_file_behind_nginx_and_stops_it_gracefully() {
         .timeout(Duration::from_secs(15))
         .build()
         .expect("build the HTTP client");
-    seed_routes(&http, &nginx, &ports).await;
+    let instances: Vec<String> = ports
+        .iter()
+        .map(|p| format!("http://127.0.0.1:{p}"))
+        .collect();
+    walk_seed_routes(&http, &|path| nginx.url(path), &instances).await;
     race(&http, &nginx).await;
     let audit = connect(db.url()).await;
     for viewer in ["user:42", "user:7001"] {
@@ -188,87 +192,6 @@ fn stop(pm2: &Pm2, names: &[String], running: &[(&str, Process)], bus: &LogTail)
         assert!(at(DRAIN_LINE) < at(STOPPED_LINE), "{name}:\n{lines:#?}");
     }
     took
-}
-
-/// The contract's seed routes, through nginx, with exact bodies; and every
-/// instance sees the streams started through it (one store).
-async fn seed_routes(http: &Client, nginx: &Nginx, ports: &[u16]) {
-    let get = |path: &str| http.get(nginx.url(path));
-    let exact = |answer: &Answer, status: u16, body: &str| {
-        assert_eq!(
-            (answer.status.as_u16(), answer.body.as_str()),
-            (status, body)
-        );
-    };
-    exact(&answer(get("/health")).await, 200, r#"{"status":"UP"}"#);
-    let invalid = r#"{"msg":"user_id is invalid , needs to be a number"}"#;
-    exact(&answer(get("/api/startstream/abc")).await, 400, invalid);
-    exact(
-        &answer(get("/api/endstream/42")).await,
-        400,
-        r#"{"msg":"user_id not present in the database"}"#,
-    );
-    for count in 1..=LIMIT {
-        let started = answer(get("/api/startstream/42")).await;
-        assert_eq!(
-            seed_start(&started),
-            json!({"streamStatus": {"isNewStreamAllowed": true, "streamCount": count}})
-        );
-        let status = &started.json()["streamStatus"];
-        assert!(status["streamId"].is_string() && status["expiresAt"].is_string());
-    }
-    let refused = answer(get("/api/startstream/42")).await;
-    assert_eq!(
-        seed_start(&refused),
-        json!({"streamStatus": {"isNewStreamAllowed": false, "streamCount": LIMIT}}),
-        "old clients read the flag of a 200"
-    );
-    for port in ports {
-        let url = format!("http://127.0.0.1:{port}/api/users/42/streams");
-        let listed = answer(http.get(url)).await;
-        assert_eq!(
-            listed.json()["streamCount"],
-            LIMIT,
-            "{port}: {}",
-            listed.body
-        );
-    }
-    for left in (0..LIMIT).rev() {
-        exact(
-            &answer(get("/api/endstream/42")).await,
-            200,
-            &format!(r#"{{"streamStatus":{{"msg":"stream closed","streamCount":{left}}}}}"#),
-        );
-    }
-    exact(
-        &answer(get("/api/endstream/42")).await,
-        400,
-        r#"{"msg":"no active streams to close for user"}"#,
-    );
-    exact(
-        &answer(http.post(nginx.url("/api/startstream/42"))).await,
-        405,
-        r#"{"msg":"Method not allowed"}"#,
-    );
-    exact(
-        &answer(get("/no/such/route")).await,
-        404,
-        r#"{"msg":"Route not found"}"#,
-    );
-}
-
-/// A seed start's answer as the contract pins it: status 200 and the two
-/// keys of `streamStatus` (fields beside them, such as `streamId`, may be added).
-fn seed_start(answer: &Answer) -> Value {
-    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
-    let body = answer.json();
-    let keys: Vec<&String> = body.as_object().expect("an object").keys().collect();
-    assert_eq!(keys, ["streamStatus"], "{}", answer.body);
-    let status = &body["streamStatus"];
-    json!({"streamStatus": {
-        "isNewStreamAllowed": status["isNewStreamAllowed"],
-        "streamCount": status["streamCount"],
-    }})
 }
 
 /// 30 clients start a stream for one new user at once, through nginx: exactly
