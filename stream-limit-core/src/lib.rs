@@ -57,4 +57,6 @@ pub use domain::policy::{Client, LeaseTerms, MaxStreams, OnLimit, OnStoreError};
 pub use domain::request::StartRequest;
 pub use service::{LimiterConfig, StartOptions, StreamLimiter};
 pub use store::{InMemoryStore, LeaseStore, StoreError};
-pub use sweeper::{spawn_observed_sweeper, spawn_sweeper, sweep_tick, SweeperConfig, TickReport};
+pub use sweeper::{
+    spawn_observed_sweeper, spawn_sweeper, sweep_tick, SweeperConfig, TickOutcome, TickReport,
+};

@@ -36,7 +36,7 @@ impl Default for SweeperConfig {
 const MAX_PASSES_PER_TICK: usize = 1000;
 
 /// What one tick did.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TickReport {
     /// Passes run (each at most `batch` viewers).
     pub passes: usize,
@@ -44,11 +44,29 @@ pub struct TickReport {
     pub expired: u64,
     /// History entries dropped past the retention.
     pub purged: u64,
-    /// The tick ran out of time or passes while passes still found work:
-    /// the backlog outgrew what one tick cleans.
+    /// The tick ran out of time or passes while passes still found work
+    /// (perhaps the last of it: see [`TickOutcome::behind`]).
     pub cut_short: bool,
-    /// The store's leases once the passes were done.
-    pub leases: LeaseCounts,
+}
+
+/// What [`spawn_observed_sweeper`] reports after each tick.
+#[derive(Debug)]
+pub struct TickOutcome {
+    /// The passes.
+    pub sweep: Result<TickReport, StoreError>,
+    /// The store's leases once the passes were done
+    /// ([`LeaseStore::lease_counts`]); `None` when the passes failed, or the
+    /// count did (which is logged, and fails nothing: it is only monitoring).
+    pub leases: Option<LeaseCounts>,
+}
+
+impl TickOutcome {
+    /// The sweeper is falling behind: the tick was cut short and expired
+    /// leases past the grace are still waiting (or could not be counted).
+    pub fn behind(&self) -> bool {
+        let cut_short = self.sweep.as_ref().is_ok_and(|tick| tick.cut_short);
+        cut_short && self.leases.map_or(true, |leases| leases.unswept > 0)
+    }
 }
 
 /// One tick: sweeps pass after pass while passes still find something to
@@ -86,7 +104,6 @@ pub async fn sweep_tick(
             break;
         }
     }
-    tick.leases = store.lease_counts(config.grace).await?;
     Ok(tick)
 }
 
@@ -99,44 +116,71 @@ pub fn spawn_sweeper(
     store: Arc<dyn LeaseStore>,
     config: SweeperConfig,
 ) -> tokio::task::JoinHandle<()> {
-    spawn_observed_sweeper(store, config, |_| {})
+    spawn_loop(store, config, false, |_| {})
 }
 
-/// [`spawn_sweeper`], calling `observe` with the outcome of every tick (to
-/// export it as metrics, say). `observe` runs on the sweeper's task, between
-/// ticks: keep it quick.
+/// [`spawn_sweeper`], which after each tick also counts the store's leases
+/// and calls `observe` with both (to export them as metrics, say). `observe`
+/// runs on the sweeper's task, between ticks: keep it quick.
 pub fn spawn_observed_sweeper(
     store: Arc<dyn LeaseStore>,
     config: SweeperConfig,
-    mut observe: impl FnMut(&Result<TickReport, StoreError>) + Send + 'static,
+    observe: impl FnMut(&TickOutcome) + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
+    spawn_loop(store, config, true, observe)
+}
+
+/// The sweeper's loop; `count`: count the leases after each tick (a read of
+/// the whole store, so only when someone looks at the counts).
+fn spawn_loop(
+    store: Arc<dyn LeaseStore>,
+    config: SweeperConfig,
+    count: bool,
+    mut observe: impl FnMut(&TickOutcome) + Send + 'static,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut ticks = tokio::time::interval(config.interval);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticks.tick().await;
-            let outcome = sweep_tick(&*store, &config).await;
+            let outcome = observed_tick(&*store, &config, count).await;
             observe(&outcome);
-            match outcome {
-                Ok(tick) if tick.cut_short => tracing::warn!(
-                    passes = tick.passes,
-                    expired = tick.expired,
-                    unswept = tick.leases.unswept,
-                    "sweep tick cut short with work left: the sweeper is falling behind"
-                ),
-                Ok(tick) if tick.expired + tick.purged > 0 => {
-                    tracing::debug!(
-                        passes = tick.passes,
-                        expired = tick.expired,
-                        purged = tick.purged,
-                        "swept"
-                    );
-                }
-                Ok(_) => {}
-                Err(error) => tracing::warn!(%error, "sweep failed; retrying next tick"),
-            }
+            log(&outcome);
         }
     })
+}
+
+/// One tick, then (if it succeeded and `count` is set) the lease count.
+async fn observed_tick(store: &dyn LeaseStore, config: &SweeperConfig, count: bool) -> TickOutcome {
+    let sweep = sweep_tick(store, config).await;
+    let leases = match sweep {
+        Ok(_) if count => store
+            .lease_counts(config.grace)
+            .await
+            .inspect_err(|error| tracing::warn!(%error, "lease count failed; sweeping goes on"))
+            .ok(),
+        _ => None,
+    };
+    TickOutcome { sweep, leases }
+}
+
+fn log(outcome: &TickOutcome) {
+    match &outcome.sweep {
+        Ok(tick) if outcome.behind() => tracing::warn!(
+            passes = tick.passes,
+            expired = tick.expired,
+            unswept = outcome.leases.map(|leases| leases.unswept),
+            "sweep tick cut short with work left: the sweeper is falling behind"
+        ),
+        Ok(tick) if tick.expired + tick.purged > 0 => tracing::debug!(
+            passes = tick.passes,
+            expired = tick.expired,
+            purged = tick.purged,
+            "swept"
+        ),
+        Ok(_) => {}
+        Err(error) => tracing::warn!(%error, "sweep failed; retrying next tick"),
+    }
 }
 
 #[cfg(test)]
@@ -153,7 +197,6 @@ mod tests {
         }
     }
 
-    /// A store with `backlog` expired leases, swept `batch` at a time.
     /// A store with `backlog` expired leases, swept `batch` at a time, which
     /// counts what is left as unswept.
     fn store_with_backlog(backlog: u64) -> MockLeaseStore {
@@ -166,7 +209,7 @@ mod tests {
             *left -= expired;
             Ok(SweepReport { expired, purged: 0 })
         });
-        store.expect_lease_counts().times(1).returning(move |_| {
+        store.expect_lease_counts().returning(move |_| {
             Ok(LeaseCounts {
                 active: 7,
                 unswept: *left.lock().expect("not poisoned"),
@@ -185,7 +228,6 @@ mod tests {
         // Nine full passes, one that found five, one that found nothing.
         assert_eq!(tick.passes, 11);
         assert!(!tick.cut_short);
-        assert_eq!((tick.leases.active, tick.leases.unswept), (7, 0));
     }
 
     #[tokio::test]
@@ -204,16 +246,57 @@ mod tests {
             .expect("sweeps");
         assert_eq!(tick.passes, MAX_PASSES_PER_TICK);
         assert!(tick.cut_short, "work was left");
-        assert!(tick.leases.unswept > 0);
     }
 
     #[tokio::test]
-    async fn a_failed_pass_fails_the_tick_before_anything_is_counted() {
+    async fn an_observed_tick_counts_the_leases_left_and_is_behind_only_with_work_left() {
+        let outcome = observed_tick(&store_with_backlog(95), &config(), true).await;
+        let leases = outcome.leases.expect("counted");
+        assert_eq!((leases.active, leases.unswept), (7, 0));
+        assert!(!outcome.behind());
+        let outcome = observed_tick(&store_with_backlog(u64::MAX), &config(), true).await;
+        assert!(outcome.leases.expect("counted").unswept > 0);
+        assert!(outcome.behind());
+        // Cut short on the very pass that emptied the backlog: not behind.
+        let emptied = TickOutcome {
+            sweep: Ok(TickReport {
+                cut_short: true,
+                ..TickReport::default()
+            }),
+            leases: Some(LeaseCounts::default()),
+        };
+        assert!(!emptied.behind());
+    }
+
+    #[tokio::test]
+    async fn a_failed_count_fails_nothing_and_a_failed_pass_counts_nothing() {
+        let mut store = MockLeaseStore::new();
+        store
+            .expect_sweep()
+            .returning(|_, _, _| Ok(SweepReport::default()));
+        store
+            .expect_lease_counts()
+            .returning(|_| Err(StoreError::Busy("statement timeout".into())));
+        let outcome = observed_tick(&store, &config(), true).await;
+        assert!(outcome.sweep.is_ok() && outcome.leases.is_none());
+
         let mut store = MockLeaseStore::new();
         store
             .expect_sweep()
             .returning(|_, _, _| Err(StoreError::Unavailable("connection refused".into())));
         store.expect_lease_counts().never();
-        assert!(sweep_tick(&store, &config()).await.is_err());
+        let outcome = observed_tick(&store, &config(), true).await;
+        assert!(outcome.sweep.is_err() && outcome.leases.is_none());
+    }
+
+    #[tokio::test]
+    async fn an_unobserved_sweeper_does_not_count() {
+        let mut store = MockLeaseStore::new();
+        store
+            .expect_sweep()
+            .returning(|_, _, _| Ok(SweepReport::default()));
+        store.expect_lease_counts().never();
+        let outcome = observed_tick(&store, &config(), false).await;
+        assert!(outcome.sweep.is_ok() && outcome.leases.is_none());
     }
 }

@@ -4,6 +4,7 @@
 use std::io;
 use std::net::TcpListener;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::{from_fn, Condition};
@@ -91,7 +92,12 @@ impl Application {
     /// instrumentation, then the limiter and the sweeper over the
     /// instrumented store, then the listeners.
     async fn assemble(settings: Settings, opened: OpenedStore) -> Result<Self, StartupError> {
-        let metrics = Metrics::new(opened.batch_sizes).map_err(StartupError::Metrics)?;
+        // store_up holds a 0 across at least two sweeper ticks, so that an
+        // idle instance whose store is gone shows 0 at every scrape.
+        let unreachable_hold =
+            (settings.sweeper_config().interval * 2).max(Duration::from_secs(60));
+        let metrics =
+            Metrics::new(opened.batch_sizes, unreachable_hold).map_err(StartupError::Metrics)?;
         // Every store, whatever the caller built, is measured the same way.
         let store: Arc<dyn LeaseStore> =
             Arc::new(InstrumentedStore::new(opened.store, Arc::clone(&metrics)));

@@ -195,24 +195,18 @@ impl Prometheus {
     }
 
     /// The scrape targets and their health.
-    pub async fn targets(&self) -> Vec<Value> {
-        self.api("targets", &[])
-            .await
-            .map(|data| {
-                data["activeTargets"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default()
-            })
-            .unwrap_or_default()
+    pub async fn targets(&self) -> Result<Vec<Value>, String> {
+        let data = self.api("targets", &[]).await?;
+        Ok(data["activeTargets"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default())
     }
 
     /// The alerts now pending or firing.
-    pub async fn alerts(&self) -> Vec<Value> {
-        self.api("alerts", &[])
-            .await
-            .map(|data| data["alerts"].as_array().cloned().unwrap_or_default())
-            .unwrap_or_default()
+    pub async fn alerts(&self) -> Result<Vec<Value>, String> {
+        let data = self.api("alerts", &[]).await?;
+        Ok(data["alerts"].as_array().cloned().unwrap_or_default())
     }
 }
 

@@ -83,7 +83,7 @@ fn alert_signal(alert: &str, expr: &str) -> String {
 async fn await_alert(prometheus: &Prometheus, alert: &str) -> (String, Duration) {
     let started = Instant::now();
     loop {
-        let alerts = prometheus.alerts().await;
+        let alerts = prometheus.alerts().await.expect("the alerts API answers");
         if let Some(found) = alerts.iter().find(|a| a["labels"]["alertname"] == alert) {
             let state = found["state"].as_str().unwrap_or_default().to_owned();
             return (state, started.elapsed());
@@ -189,6 +189,7 @@ async fn prometheus_evaluates_every_expression_and_alerts_on_a_real_fleet() {
     let healthy: BTreeSet<String> = prometheus
         .targets()
         .await
+        .expect("the targets API answers")
         .iter()
         .filter(|t| t["health"] == "up")
         .map(|t| {
@@ -203,7 +204,7 @@ async fn prometheus_evaluates_every_expression_and_alerts_on_a_real_fleet() {
         targets.iter().cloned().collect(),
         "every instance is scraped"
     );
-    let quiet = prometheus.alerts().await;
+    let quiet = prometheus.alerts().await.expect("the alerts API answers");
     assert!(
         quiet.is_empty(),
         "a healthy fleet raises no alert: {quiet:?}"
@@ -228,6 +229,7 @@ async fn prometheus_evaluates_every_expression_and_alerts_on_a_real_fleet() {
     let down: Vec<Value> = prometheus
         .alerts()
         .await
+        .expect("the alerts API answers")
         .into_iter()
         .filter(|a| a["labels"]["alertname"] == "StreamLimitStoreUnreachable")
         .collect();

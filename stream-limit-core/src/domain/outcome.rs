@@ -105,7 +105,7 @@ pub struct SweepReport {
 
 /// The leases in a store at one moment, for monitoring: how many count, and
 /// how far the sweeper is behind. Counted by [`LeaseStore::lease_counts`](crate::LeaseStore::lease_counts).
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LeaseCounts {
     /// Leases that count against their viewer's limit (`expires_at > now`).
     pub active: u64,

@@ -18,8 +18,9 @@ mod batch_size;
 pub(crate) mod requests;
 mod store;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use actix_web::http::header::{HeaderValue, CONTENT_TYPE};
 use actix_web::{web, HttpResponse};
@@ -28,7 +29,7 @@ use prometheus::{
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use stream_limit_core::store::postgres::BatchSizes;
-use stream_limit_core::{StoreError, StreamLimiter, TickReport};
+use stream_limit_core::{StreamLimiter, TickOutcome};
 
 use batch_size::BatchSizeCollector;
 use requests::{Route, CLASSES};
@@ -47,8 +48,32 @@ const ROUTES: usize = Route::ALL.len();
 struct Operation {
     seconds: Histogram,
     errors: IntCounter,
-    /// `store_up`, shared by every operation.
-    up: IntGauge,
+    /// Shared by every operation.
+    reachability: Arc<Reachability>,
+}
+
+/// When a store call last found the store unreachable, for `store_up`: 0
+/// from then for `hold`. Held, not the last call's outcome: with calls
+/// failing and succeeding at once a gauge of the last outcome would flip at
+/// every scrape, and on an idle fleet the sweeper calls only once an interval.
+struct Reachability {
+    since: Instant,
+    /// Milliseconds after `since`; `u64::MAX` for never.
+    last_unreachable_ms: AtomicU64,
+    hold: Duration,
+}
+
+impl Reachability {
+    /// Called on failures only: nothing is recorded on the hot path.
+    fn saw_unreachable(&self) {
+        let now = u64::try_from(self.since.elapsed().as_millis()).unwrap_or(u64::MAX - 1);
+        self.last_unreachable_ms.store(now, Ordering::Relaxed);
+    }
+
+    fn up(&self) -> bool {
+        let last = self.last_unreachable_ms.load(Ordering::Relaxed);
+        last == u64::MAX || self.since.elapsed() >= Duration::from_millis(last) + self.hold
+    }
 }
 
 /// Every metric of the service, in its own registry.
@@ -71,6 +96,8 @@ pub struct Metrics {
     catch_up: std::sync::Mutex<()>,
     swept: [IntCounter; 2],
     sweeper: Sweeper,
+    store_up: IntGauge,
+    reachability: Arc<Reachability>,
     start: Operation,
     heartbeat: Operation,
     end: Operation,
@@ -81,7 +108,7 @@ pub struct Metrics {
 
 /// What the sweeper's ticks report.
 struct Sweeper {
-    /// `ok`, `cut_short`, `failed`.
+    /// `ok`, `behind`, `failed`.
     ticks: [IntCounter; 3],
     last_success: Gauge,
     /// `active`, `unswept`.
@@ -98,8 +125,13 @@ impl std::fmt::Debug for Metrics {
 impl Metrics {
     /// Creates and registers every metric (prefix `stream_limit_`), plus the
     /// process's CPU, memory and file descriptors, and, given a Postgres
-    /// store's `batch_sizes`, the `store_batch_size` histogram.
-    pub fn new(batch_sizes: Option<Arc<BatchSizes>>) -> Result<Arc<Self>, prometheus::Error> {
+    /// store's `batch_sizes`, the `store_batch_size` histogram. `store_up`
+    /// stays 0 for `unreachable_hold` after a call found the store
+    /// unreachable.
+    pub fn new(
+        batch_sizes: Option<Arc<BatchSizes>>,
+        unreachable_hold: Duration,
+    ) -> Result<Arc<Self>, prometheus::Error> {
         let registry = Registry::new_custom(Some("stream_limit".into()), None)?;
         if let Some(sizes) = batch_sizes {
             registry.register(Box::new(BatchSizeCollector::new(sizes)?))?;
@@ -157,7 +189,7 @@ impl Metrics {
         )?;
         let ticks = counters(
             "sweeper_ticks_total",
-            "Sweeper ticks: ok, cut_short (out of time with work left: falling behind), failed.",
+            "Sweeper ticks: ok, behind (cut short with expired leases left: falling behind), failed.",
             &["result"],
         )?;
         let leases = IntGaugeVec::new(
@@ -180,8 +212,9 @@ impl Metrics {
         )?;
         let up = IntGauge::new(
             "store_up",
-            "1 if the last store call reached the store, 0 if it was unreachable \
-             (the sweeper calls it every sweeper.interval_secs, even without traffic).",
+            "0 if a store call found the store unreachable in the last minute (or two sweeper \
+             intervals, if longer), else 1; the sweeper calls the store every interval, even \
+             without traffic.",
         )?;
         registry.register(Box::new(up.clone()))?;
         let seconds = HistogramVec::new(
@@ -199,27 +232,31 @@ impl Metrics {
         registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
         ))?;
+        let reachability = Arc::new(Reachability {
+            since: Instant::now(),
+            last_unreachable_ms: AtomicU64::new(u64::MAX),
+            hold: unreachable_hold,
+        });
         let op = |name: &str| Operation {
             seconds: seconds.with_label_values(&[name]),
             errors: errors.with_label_values(&[name]),
-            up: up.clone(),
+            reachability: Arc::clone(&reachability),
         };
-        let by_route = |route: Route| route.label();
         Ok(Arc::new(Self {
             requests: Route::ALL.map(|route| {
-                CLASSES.map(|class| requests.with_label_values(&[by_route(route), class]))
+                CLASSES.map(|class| requests.with_label_values(&[route.label(), class]))
             }),
             starts: Route::ALL.map(|route| {
                 ["admitted", "replayed", "refused", "gone", "error"]
-                    .map(|n| starts.with_label_values(&[by_route(route), n]))
+                    .map(|n| starts.with_label_values(&[route.label(), n]))
             }),
-            evictions: Route::ALL.map(|route| evictions.with_label_values(&[by_route(route)])),
+            evictions: Route::ALL.map(|route| evictions.with_label_values(&[route.label()])),
             heartbeats: ["extended", "gone", "not_found"]
                 .map(|n| heartbeats.with_label_values(&[n])),
             ends: ["ended", "already_ended", "not_found"].map(|n| ends.with_label_values(&[n])),
             swept: ["expired", "purged"].map(|n| swept.with_label_values(&[n])),
             sweeper: Sweeper {
-                ticks: ["ok", "cut_short", "failed"].map(|n| ticks.with_label_values(&[n])),
+                ticks: ["ok", "behind", "failed"].map(|n| ticks.with_label_values(&[n])),
                 last_success,
                 leases: ["active", "unswept"].map(|n| leases.with_label_values(&[n])),
                 lag,
@@ -227,6 +264,8 @@ impl Metrics {
             degraded,
             dispatcher_errors,
             catch_up: std::sync::Mutex::new(()),
+            store_up: up,
+            reachability: Arc::clone(&reachability),
             start: op("start"),
             heartbeat: op("heartbeat"),
             end: op("end"),
@@ -238,21 +277,24 @@ impl Metrics {
     }
 
     /// Records one sweeper tick (`stream_limit_core::spawn_observed_sweeper`).
-    pub fn record_tick(&self, outcome: &Result<TickReport, StoreError>) {
+    pub fn record_tick(&self, outcome: &TickOutcome) {
         let sweeper = &self.sweeper;
-        match outcome {
-            Ok(tick) => {
-                sweeper.ticks[usize::from(tick.cut_short)].inc();
-                let now = SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .unwrap_or_default();
-                sweeper.last_success.set(now.as_secs_f64());
-                let [active, unswept] = &sweeper.leases;
-                active.set(i64::try_from(tick.leases.active).unwrap_or(i64::MAX));
-                unswept.set(i64::try_from(tick.leases.unswept).unwrap_or(i64::MAX));
-                sweeper.lag.set(tick.leases.sweep_lag.as_secs_f64());
-            }
-            Err(_) => sweeper.ticks[2].inc(),
+        let [ok, behind, failed] = &sweeper.ticks;
+        if outcome.sweep.is_err() {
+            failed.inc();
+            return;
+        }
+        if outcome.behind() { behind } else { ok }.inc();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        sweeper.last_success.set(now.as_secs_f64());
+        // A failed count leaves the gauges as the last count had them.
+        if let Some(leases) = outcome.leases {
+            let [active, unswept] = &sweeper.leases;
+            active.set(i64::try_from(leases.active).unwrap_or(i64::MAX));
+            unswept.set(i64::try_from(leases.unswept).unwrap_or(i64::MAX));
+            sweeper.lag.set(leases.sweep_lag.as_secs_f64());
         }
     }
 
@@ -287,6 +329,7 @@ pub(crate) async fn serve(
             counter.inc_by(now.saturating_sub(counter.get()));
         }
     }
+    metrics.store_up.set(i64::from(metrics.reachability.up()));
     HttpResponse::Ok()
         .insert_header((
             CONTENT_TYPE,

@@ -51,8 +51,8 @@ impl Route {
         self as usize
     }
 
-    /// The family of a request path: prefix compares, in the order
-    /// `routes::configure` registers them.
+    /// The family of a request path, by prefix compares (the families of
+    /// `routes::configure`; the test below names a path of each).
     fn of(path: &str) -> Route {
         let under = |prefix: &str| {
             path.strip_prefix(prefix)
@@ -151,7 +151,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_store_call_knows_the_route_it_serves() {
+    async fn the_route_is_known_inside_its_scope_only() {
         assert_eq!(current(), Route::Other);
         assert_eq!(
             ROUTE.scope(Route::Seed, async { current() }).await,

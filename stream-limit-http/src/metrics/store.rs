@@ -35,11 +35,12 @@ async fn timed<T>(
     let started = Instant::now();
     let result = call.await;
     operation.seconds.observe(started.elapsed().as_secs_f64());
-    if result.is_err() {
+    if let Err(error) = &result {
         operation.errors.inc();
+        if matches!(error, StoreError::Unavailable(_)) {
+            operation.reachability.saw_unreachable();
+        }
     }
-    let reached = !matches!(result, Err(StoreError::Unavailable(_)));
-    operation.up.set(i64::from(reached));
     result
 }
 

@@ -311,18 +311,21 @@ SELECT stream_id, started_at, ended_at, reason, device_id, content_id
   FROM stream_history WHERE viewer = $1
  ORDER BY ended_at DESC, stream_id LIMIT $2";
 
-/// Every viewer's leases counted by the store's clock: `active`, the expired
-/// ones older than the grace `$1` ms (`unswept`: what the sweeper has yet to
-/// move) and `lag`, the seconds the oldest of those has waited past its
-/// grace. Reads only viewers with leases (the partial index on
-/// `sweep_after`, which is set exactly when a viewer has some); on Citus, one
-/// read of every shard, each with its worker's clock.
+/// Every viewer's leases counted by the store's clock, read once:
+/// `active`, the expired ones older than the grace `$1` ms (`unswept`: what
+/// the sweeper has yet to move; the boundary of `stream_limit_sweep_expired`
+/// and of the in-memory store's `lease_counts`) and `lag`, the seconds the
+/// oldest of those has waited past its grace. One statement, so one
+/// snapshot. Reads only viewers with leases (the partial index on
+/// `sweep_after`, which is set exactly when a viewer has some): every
+/// instance runs it once per sweeper tick. On Citus, a read of every shard.
 pub(super) const LEASE_COUNTS: &str = "\
-SELECT count(*) FILTER (WHERE l.expires_at > stream_limit_now()) AS active,
-       count(*) FILTER (WHERE l.expires_at <= stream_limit_now() - $1::bigint * interval '1 millisecond') AS unswept,
-       coalesce(max(extract(epoch FROM stream_limit_now() - $1::bigint * interval '1 millisecond' - l.expires_at))
-                FILTER (WHERE l.expires_at <= stream_limit_now() - $1::bigint * interval '1 millisecond'), 0)::float8 AS lag
-  FROM viewers v CROSS JOIN LATERAL unnest(v.leases) AS l
+SELECT count(*) FILTER (WHERE l.expires_at > c.now) AS active,
+       count(*) FILTER (WHERE l.expires_at <= c.cutoff) AS unswept,
+       coalesce(extract(epoch FROM max(c.cutoff - l.expires_at) FILTER (WHERE l.expires_at <= c.cutoff)), 0)::float8 AS lag
+  FROM (SELECT t AS now, t - $1::bigint * interval '1 millisecond' AS cutoff
+          FROM stream_limit_now() AS t) c
+ CROSS JOIN viewers v CROSS JOIN LATERAL unnest(v.leases) AS l
  WHERE v.sweep_after IS NOT NULL";
 
 /// Moves the leases that expired more than `$2` ms ago, of up to `$1`
