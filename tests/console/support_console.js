@@ -147,6 +147,25 @@ async function run(page) {
   await until('the limit of 5 to be shown', async () =>
     (await page.getByTestId('limit-status').textContent()) === `Limit of ${viewer} set to 5.`);
   step('the limit is set to 5');
+  // In force: with 1 stream active, 4 more are admitted and the next is
+  // refused at 5 (through the public REST API); the 4 are ended again.
+  const extra = [];
+  for (let n = 0; n < 5; n += 1) {
+    const started = await fetch(`${testCase.public}/api/users/${user}/streams`, { method: 'POST' });
+    const body = await started.json();
+    if (n < 4) {
+      check(started.status === 201, `start ${n + 2} under a limit of 5 answered ${started.status} ${JSON.stringify(body)}`);
+      extra.push(body.streamId);
+    } else {
+      check(started.status === 409 && body.maxStreams === 5,
+        `the 6th start under a limit of 5 answered ${started.status} ${JSON.stringify(body)}`);
+    }
+  }
+  for (const id of extra) {
+    const gone = await fetch(`${testCase.public}/api/users/${user}/streams/${id}`, { method: 'DELETE' });
+    check(gone.status === 200, `ending ${id} answered ${gone.status}`);
+  }
+  step('the limit of 5 admits a 5th stream and refuses a 6th');
 
   const cleared = await clickFor(page, page.getByTestId('limit-clear'), (r) => r.method() === 'PUT');
   check(cleared.request().postData() === '{"maxStreams":null}', `the clear body was ${cleared.request().postData()}`);

@@ -5,7 +5,9 @@
 //! The script looks a user up with a wrong key (the page shows the 401), then
 //! the right one; sees both active streams with their device and content and
 //! the ended one in history; revokes one (it leaves the list and heads the
-//! history as `revoked`); sets the user's limit to 5, then clears it; and
+//! history as `revoked`); sets the user's limit to 5 (under which, through
+//! the public API, a 5th stream is admitted and a 6th refused), then clears
+//! it; and
 //! checks that no request the page made had a key in its URL. A full-page
 //! screenshot goes to `target/test-output/support-console.png`.
 //!
@@ -177,6 +179,7 @@ async fn an_operator_revokes_a_stream_and_sets_a_limit_from_the_console() {
     let _ = std::fs::remove_file(&screenshot);
     let case = json!({
         "url": format!("{admin}/admin/console"),
+        "public": service.url(""),
         "key": ADMIN_KEY,
         "user": USER,
         "chromium": chromium,
