@@ -144,8 +144,12 @@ pub trait LeaseStore: Send + Sync + 'static {
     ) -> Result<SweepReport, StoreError>;
 
     /// Counts the leases of every viewer, for monitoring (see
-    /// [`LeaseCounts`]); `grace` as in [`LeaseStore::sweep`]. Reads the whole
-    /// store, so the sweeper calls it once per tick, not per request.
+    /// [`LeaseCounts`]); `grace` as in [`LeaseStore::sweep`], with the same
+    /// boundary (a lease expired at or before `now - grace` is unswept).
+    /// Reads the whole store, so the observed sweeper calls it once per
+    /// tick, not per request. Not required to be a snapshot: Postgres reads
+    /// one (one statement), the in-memory store counts shard by shard while
+    /// decisions go on. Errors: [`StoreError`] when the store fails.
     async fn lease_counts(&self, grace: Duration) -> Result<LeaseCounts, StoreError>;
 
     /// Cheap liveness probe of the store, for readiness checks.
